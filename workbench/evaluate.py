@@ -1,0 +1,232 @@
+"""Measurements, all taken on this host from the serialized ONNX artifact with onnxruntime.
+
+Accuracy needs labels; fidelity (top-1 agreement and output SNR) compares with a baseline and needs
+none. Latency is measured with the baseline in the same run, interleaved, so the ratio is fair.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import platform
+import statistics
+import time
+import zipfile
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from workbench.datasets import Dataset, DatasetRef
+from workbench.errors import DatasetError, WorkbenchError
+from workbench.plugin import Task
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+
+    from workbench.model import Model
+
+DEFAULT_THREADS = 1
+
+
+class Metrics(BaseModel):
+    """What one measurement found; every figure was measured on ``host``."""
+
+    host: str = Field(description="where these figures were measured")
+    input_shapes: dict[str, list[int]]
+    artifact_bytes: int
+    zip_bytes: int = Field(description="artifact size in a zip archive (deflate, level 9)")
+    params: int
+    nonzero_params: int
+    macs: int
+    macs_complete: bool = Field(description="False when some layers' MACs are unknown")
+    dataset: DatasetRef | None = None
+    samples: int | None = None
+    accuracy: float | None = Field(None, description="top-1 accuracy on the labeled dataset")
+    agreement: float | None = Field(None, description="top-1 agreement with the baseline")
+    snr_db: float | None = Field(None, description="output SNR against the baseline; None if identical")
+    outputs_identical: bool | None = None
+    latency_ms_median: float | None = None
+    latency_ms_p90: float | None = None
+    baseline_latency_ms_median: float | None = None
+    latency_ratio: float | None = Field(None, description="median latency / baseline median, same run")
+    latency_runs: int | None = None
+    threads: int | None = None
+
+    @property
+    def sparsity(self) -> float:
+        return 0.0 if self.params == 0 else 1.0 - self.nonzero_params / self.params
+
+
+def host_description() -> str:
+    import onnxruntime
+
+    cpu = platform.processor() or platform.machine()
+    return (
+        f"{platform.node() or 'host'} ({cpu}, {os.cpu_count()} cores), onnxruntime {onnxruntime.__version__}"
+    )
+
+
+def zip_size(data: bytes) -> int:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        archive.writestr("model.onnx", data)
+    return len(buffer.getvalue())
+
+
+def make_session(model_bytes: bytes, threads: int = DEFAULT_THREADS) -> ort.InferenceSession:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise WorkbenchError(
+            f"onnxruntime cannot load the model ({str(exc).splitlines()[0][:300]})"
+        ) from None
+
+
+def run_batches(session: ort.InferenceSession, x: np.ndarray, task: Task | None = None) -> np.ndarray:
+    """Run the first input over ``x`` in batches the model accepts; returns the first output."""
+    model_input = session.get_inputs()[0]
+    batch_dim = model_input.shape[0] if model_input.shape else None
+    batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else 256
+    outputs = []
+    for start in range(0, len(x), batch):
+        chunk = x[start : start + batch]
+        if len(chunk) < batch and isinstance(batch_dim, int) and batch_dim > 0:
+            pad = np.zeros((batch - len(chunk), *chunk.shape[1:]), dtype=chunk.dtype)
+            result = session.run(None, {model_input.name: np.concatenate([chunk, pad])})[0][: len(chunk)]
+        else:
+            result = session.run(None, {model_input.name: chunk})[0]
+        outputs.append(result)
+        if task is not None:
+            task.report(min(1.0, (start + batch) / len(x)), "evaluating")
+    return np.concatenate(outputs)
+
+
+def check_dataset_fits(dataset: Dataset, shapes: Mapping[str, tuple[int, ...]]) -> None:
+    if len(shapes) != 1:
+        raise DatasetError(f"evaluation feeds one input; the model has {len(shapes)} ({', '.join(shapes)})")
+    name, shape = next(iter(shapes.items()))
+    if tuple(dataset.x.shape[1:]) != tuple(shape[1:]):
+        raise DatasetError(
+            f"samples are {list(dataset.x.shape[1:])} but model input '{name}' takes {list(shape[1:])}; "
+            "adjust the preprocessing (resize, grayscale, layout) or the input shape",
+            dataset.ref.path,
+        )
+
+
+def top1(logits: np.ndarray) -> np.ndarray:
+    if logits.ndim != 2:
+        raise DatasetError(
+            f"top-1 needs a [batch, classes] output; the model's output is {list(logits.shape)}"
+        )
+    return logits.argmax(axis=1)
+
+
+def snr_db(reference: np.ndarray, candidate: np.ndarray) -> float | None:
+    """10·log10(signal/noise) of ``candidate`` against ``reference``; None when they are identical."""
+    noise = float(np.sum((reference.astype(np.float64) - candidate.astype(np.float64)) ** 2))
+    if noise == 0.0:
+        return None
+    signal = float(np.sum(reference.astype(np.float64) ** 2))
+    return 10.0 * float(np.log10(max(signal, 1e-30) / noise))
+
+
+def latency(
+    models: Mapping[str, bytes],
+    shapes: Mapping[str, tuple[int, ...]],
+    runs: int = 50,
+    warmup: int = 5,
+    threads: int = DEFAULT_THREADS,
+    task: Task | None = None,
+) -> dict[str, tuple[float, float]]:
+    """Median and p90 in ms per model, runs interleaved round-robin so all share the host's state."""
+    sessions = {key: make_session(data, threads) for key, data in models.items()}
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for key, session in sessions.items():
+        feeds[key] = {
+            i.name: _example(
+                i.type, shapes.get(i.name) or tuple(d if isinstance(d, int) else 1 for d in i.shape), rng
+            )
+            for i in session.get_inputs()
+        }
+    timings: dict[str, list[float]] = {key: [] for key in sessions}
+    for index in range(warmup + runs):
+        for key, session in sessions.items():
+            start = time.perf_counter()
+            session.run(None, feeds[key])
+            if index >= warmup:
+                timings[key].append((time.perf_counter() - start) * 1000.0)
+        if task is not None:
+            task.report((index + 1) / (warmup + runs), "timing")
+    return {key: (statistics.median(t), float(np.percentile(t, 90))) for key, t in timings.items()}
+
+
+def _example(type_name: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    if "float16" in type_name:
+        return rng.standard_normal(shape).astype(np.float16)
+    if "float" in type_name or "double" in type_name:
+        return rng.standard_normal(shape).astype(np.float64 if "double" in type_name else np.float32)
+    if "bool" in type_name:
+        return np.zeros(shape, dtype=bool)
+    return np.zeros(shape, dtype=np.int64 if "int64" in type_name else np.int32)
+
+
+def measure(
+    model: Model,
+    *,
+    baseline: Model | None = None,
+    dataset: Dataset | None = None,
+    runs: int = 50,
+    threads: int = DEFAULT_THREADS,
+    task: Task | None = None,
+) -> Metrics:
+    """Size, accuracy/fidelity and latency of ``model`` (and its ratio to ``baseline``)."""
+    from workbench.analysis import analyze
+
+    task = task or Task()
+    shapes = model.concrete_shapes()
+    task.report(0.0, "analyzing")
+    data = model.onnx_bytes()
+    analysis = analyze(model.derive(onnx_proto=model.to_onnx()) if model.onnx_proto is None else model)
+    metrics = Metrics(
+        host=host_description(),
+        input_shapes={k: list(v) for k, v in shapes.items()},
+        artifact_bytes=len(data),
+        zip_bytes=zip_size(data),
+        params=analysis.params,
+        nonzero_params=analysis.nonzero_params,
+        macs=analysis.macs,
+        macs_complete=not analysis.macs_unknown_layers,
+    )
+    baseline_bytes = baseline.onnx_bytes() if baseline is not None else None
+    if dataset is not None:
+        check_dataset_fits(dataset, shapes)
+        task.report(0.1, "evaluating")
+        outputs = run_batches(make_session(data, threads), dataset.x, task.sub(0.1, 0.4))
+        metrics.dataset, metrics.samples = dataset.ref, len(dataset)
+        if dataset.y is not None:
+            metrics.accuracy = float(np.mean(top1(outputs) == dataset.y))
+        if baseline_bytes is not None:
+            reference = run_batches(make_session(baseline_bytes, threads), dataset.x, task.sub(0.4, 0.6))
+            metrics.agreement = float(np.mean(top1(reference) == top1(outputs)))
+            metrics.snr_db = snr_db(reference, outputs)
+            metrics.outputs_identical = metrics.snr_db is None
+    if runs > 0:
+        task.report(0.6, "timing")
+        candidates = {"model": data} | ({"baseline": baseline_bytes} if baseline_bytes is not None else {})
+        timed = latency(candidates, shapes, runs=runs, threads=threads, task=task.sub(0.6, 1.0))
+        metrics.latency_ms_median, metrics.latency_ms_p90 = timed["model"]
+        metrics.latency_runs, metrics.threads = runs, threads
+        if "baseline" in timed:
+            metrics.baseline_latency_ms_median = timed["baseline"][0]
+            metrics.latency_ratio = timed["model"][0] / timed["baseline"][0]
+    task.report(1.0, "measured")
+    return metrics

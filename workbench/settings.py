@@ -1,0 +1,56 @@
+"""Per-user state kept between runs: where it lives and the input shapes remembered per model."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from workbench.fileio import atomic_write_text
+
+APP_NAME = "model-workbench"
+
+
+def config_dir() -> Path:
+    """``$WORKBENCH_CONFIG_DIR`` if set (tests point it at a temp folder), else the OS config folder."""
+    if override := os.environ.get("WORKBENCH_CONFIG_DIR"):
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(APP_NAME))
+
+
+def cache_dir() -> Path:
+    if override := os.environ.get("WORKBENCH_CACHE_DIR"):
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir(APP_NAME))
+
+
+class ShapeMemory:
+    """Input shapes the user chose for a model, keyed by the model file's sha256."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or config_dir() / "input_shapes.json"
+
+    def _read(self) -> dict[str, dict[str, list[int]]]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}  # a missing or damaged memory only costs the user re-entering a shape
+        return data if isinstance(data, dict) else {}
+
+    def get(self, model_sha256: str) -> dict[str, tuple[int, ...]] | None:
+        entry = self._read().get(model_sha256)
+        if not isinstance(entry, dict):
+            return None
+        try:
+            return {str(k): tuple(int(d) for d in v) for k, v in entry.items()}
+        except (TypeError, ValueError):
+            return None
+
+    def put(self, model_sha256: str, shapes: dict[str, tuple[int, ...]]) -> None:
+        data = self._read()
+        data[model_sha256] = {k: list(v) for k, v in shapes.items()}
+        atomic_write_text(self.path, json.dumps(data, indent=1, sort_keys=True))
