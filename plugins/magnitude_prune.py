@@ -63,8 +63,7 @@ class MagnitudePrune(Plugin):
         targets = {
             f"{name}.weight": leaf.weight
             for name, leaf in module.named_modules()
-            if isinstance(leaf, (nn.modules.conv._ConvNd, nn.Linear))
-            and getattr(leaf, "weight", None) is not None
+            if isinstance(leaf, (nn.modules.conv._ConvNd, nn.Linear)) and getattr(leaf, "weight", None) is not None
         }
         arrays = {name: w.detach().numpy() for name, w in targets.items()}
         masks = magnitude_masks(arrays, params, task)
@@ -91,9 +90,7 @@ class MagnitudePrune(Plugin):
 def _constants_to_initializers(proto: onnx.ModelProto) -> None:
     """Some exporters (Paddle, old caffe2) keep weights in Constant nodes; make them prunable initializers."""
     wanted = {
-        n.input[i]
-        for n in proto.graph.node
-        if (i := _PRUNABLE_INPUTS.get(n.op_type)) is not None and len(n.input) > i
+        n.input[i] for n in proto.graph.node if (i := _PRUNABLE_INPUTS.get(n.op_type)) is not None and len(n.input) > i
     }
     kept = []
     for node in proto.graph.node:
@@ -118,9 +115,7 @@ def _prunable_onnx_weights(proto: onnx.ModelProto, initializers: set[str]) -> li
     return list(dict.fromkeys(names))
 
 
-def magnitude_masks(
-    weights: dict[str, np.ndarray], params: MagnitudePruneParams, task: Task
-) -> dict[str, np.ndarray]:
+def magnitude_masks(weights: dict[str, np.ndarray], params: MagnitudePruneParams, task: Task) -> dict[str, np.ndarray]:
     """Boolean keep-masks: the same magnitude rule for torch and ONNX weights."""
     unknown = set(params.overrides) - set(weights)
     if unknown:
@@ -147,7 +142,7 @@ def magnitude_masks(
 
 
 def _threshold(magnitudes: np.ndarray, sparsity: float) -> float:
-    count = int(round(sparsity * magnitudes.size))
+    count = round(sparsity * magnitudes.size)
     if count <= 0:
         return -1.0
     return float(np.partition(magnitudes, count - 1)[count - 1])

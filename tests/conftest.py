@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import itertools
 import sysconfig
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def make_mlp_onnx(path: Path, sizes: tuple[int, ...] = (16, 32, 10), seed: int =
     rng = np.random.default_rng(seed)
     nodes, inits = [], []
     current = "x"
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
         w = rng.standard_normal((fan_out, fan_in)).astype(np.float32)
         b = rng.standard_normal(fan_out).astype(np.float32)
         inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
@@ -61,7 +62,8 @@ def make_mlp_onnx(path: Path, sizes: tuple[int, ...] = (16, 32, 10), seed: int =
             nodes.append(helper.make_node("Relu", [out], [f"{out}_relu"], name=f"relu{i}"))
             current = f"{out}_relu"
     graph = helper.make_graph(
-        nodes, "mlp",
+        nodes,
+        "mlp",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, sizes[0]])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, sizes[-1]])],
         inits,

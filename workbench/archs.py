@@ -85,8 +85,6 @@ def match_architecture(state: Mapping[str, torch.Tensor]) -> tuple[Architecture,
         if kwargs is None:
             continue
         reference = arch.build(**kwargs).state_dict()
-        if set(reference) == set(state) and all(
-            tuple(reference[k].shape) == tuple(state[k].shape) for k in reference
-        ):
+        if set(reference) == set(state) and all(tuple(reference[k].shape) == tuple(state[k].shape) for k in reference):
             return arch, kwargs
     return None

@@ -89,9 +89,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     apply.set_defaults(handler=_cmd_apply)
 
-    demo = sub.add_parser(
-        "demo", help="train LeNet-5 on the bundled MNIST sample, prune 90%%, measure, replay"
-    )
+    demo = sub.add_parser("demo", help="train LeNet-5 on the bundled MNIST sample, prune 90%%, measure, replay")
     demo.add_argument("--out", help="project folder to create (default: a new folder in the temp dir)")
     demo.add_argument("--sparsity", type=float, default=0.9)
     demo.add_argument("--runs", type=int, default=100, help="timed latency runs per variant")
@@ -106,9 +104,7 @@ def _build_parser() -> argparse.ArgumentParser:
 def _model_args(parser: argparse.ArgumentParser, shapes: bool = True) -> None:
     parser.add_argument("model", metavar="MODEL", help=".onnx, .pt/.pth (TorchScript or state dict) or .pt2")
     if shapes:
-        parser.add_argument(
-            "--input-shape", help="concrete input shape, e.g. 1,3,224,224 or x=1,3,48,192;y=1,10"
-        )
+        parser.add_argument("--input-shape", help="concrete input shape, e.g. 1,3,224,224 or x=1,3,48,192;y=1,10")
     parser.add_argument("--arch", help="built-in architecture of a state-dict checkpoint (default: detect)")
     parser.add_argument(
         "--trust-pickle",
@@ -157,11 +153,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print(f"input      {spec.describe()}")
     print(
         f"shapes     {model.input_shapes.describe() if model.input_shapes else '?'}"
-        + (
-            "  (set with --input-shape)"
-            if model.input_shapes and model.input_shapes.source == "default"
-            else ""
-        )
+        + ("  (set with --input-shape)" if model.input_shapes and model.input_shapes.source == "default" else "")
     )
     print()
     rows = [
@@ -204,9 +196,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print()
     unknown = analysis.macs_unknown_layers
     print(f"layers     {len(analysis.layers)}")
-    print(
-        f"params     {analysis.params:,} ({analysis.nonzero_params:,} non-zero, sparsity {analysis.sparsity:.1%})"
-    )
+    print(f"params     {analysis.params:,} ({analysis.nonzero_params:,} non-zero, sparsity {analysis.sparsity:.1%})")
     print(f"weights    {_bytes(analysis.weight_bytes)}")
     print(f"MACs       {analysis.macs:,}" + (f" + unknown in {len(unknown)} layer(s)" if unknown else ""))
     bound = " (lower bound: some shapes unknown)" if analysis.peak_is_lower_bound else ""
@@ -235,9 +225,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         ref = DatasetRef(**(ref.model_dump() | {"limit": args.limit}))
     dataset = load_dataset(ref)
     with _progress("measuring") as task:
-        metrics = measure(
-            model, baseline=baseline, dataset=dataset, runs=args.runs, threads=args.threads, task=task
-        )
+        metrics = measure(model, baseline=baseline, dataset=dataset, runs=args.runs, threads=args.threads, task=task)
     print(f"model        {model.source}")
     print(f"measured on  {metrics.host}")
     print(f"input shapes {model.input_shapes.describe() if model.input_shapes else '?'}")
@@ -250,9 +238,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         snr = "identical outputs" if metrics.outputs_identical else f"{metrics.snr_db:.1f} dB"
         print(f"vs baseline  agreement {metrics.agreement:.2%} top-1, output SNR {snr}")
     print(f"size         {metrics.artifact_bytes:,} B ONNX, {metrics.zip_bytes:,} B zipped")
-    print(
-        f"params       {metrics.params:,} ({metrics.nonzero_params:,} non-zero, sparsity {metrics.sparsity:.1%})"
-    )
+    print(f"params       {metrics.params:,} ({metrics.nonzero_params:,} non-zero, sparsity {metrics.sparsity:.1%})")
     print(f"MACs         {metrics.macs:,}" + ("" if metrics.macs_complete else " (some layers unknown)"))
     if metrics.latency_ms_median is not None:
         line = (
@@ -260,9 +246,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             f"({metrics.latency_runs} runs, {metrics.threads} thread(s))"
         )
         if metrics.latency_ratio is not None:
-            line += (
-                f"; {metrics.latency_ratio:.2f}x the baseline's {metrics.baseline_latency_ms_median:.3f} ms"
-            )
+            line += f"; {metrics.latency_ratio:.2f}x the baseline's {metrics.baseline_latency_ms_median:.3f} ms"
         print(line)
     return 0
 
@@ -389,9 +373,7 @@ def _table(rows: list[list[str]], right: set[int] | None = None) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for n, row in enumerate(rows):
-        cells = [
-            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        ]
+        cells = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))]
         lines.append("  ".join(cells).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))

@@ -136,9 +136,7 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...
     try:
         with np.load(path, allow_pickle=False) as data:
             if "x" not in data:
-                raise DatasetError(
-                    f"no array 'x' in the archive (found: {', '.join(data.files) or 'none'})", path
-                )
+                raise DatasetError(f"no array 'x' in the archive (found: {', '.join(data.files) or 'none'})", path)
             x = np.asarray(data["x"])
             y = np.asarray(data["y"]).astype(np.int64) if "y" in data else None
     except DatasetError:
@@ -187,12 +185,7 @@ def _preprocess(x: np.ndarray, prep: Preprocessing, where: str) -> np.ndarray:
     out = x.astype(np.float32) * np.float32(scale)
     if out.ndim == 3:  # (N, H, W) grayscale images gain a channel axis
         out = out[:, None] if prep.layout == "NCHW" else out[..., None]
-    elif (
-        out.ndim == 4
-        and prep.layout == "NCHW"
-        and out.shape[-1] in (1, 3, 4)
-        and out.shape[1] not in (1, 3, 4)
-    ):
+    elif out.ndim == 4 and prep.layout == "NCHW" and out.shape[-1] in (1, 3, 4) and out.shape[1] not in (1, 3, 4):
         out = out.transpose(0, 3, 1, 2)  # images are read HWC; the model wants CHW
     if prep.mean or prep.std:
         axis = 1 if prep.layout == "NCHW" else -1

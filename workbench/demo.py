@@ -26,9 +26,7 @@ def demo_checkpoint_path() -> Path:
     return cache_dir() / "demo" / "lenet5-mnist-sample.pt"
 
 
-def train_demo_model(
-    path: Path | None = None, *, epochs: int = 8, seed: int = 0, task: Task | None = None
-) -> Path:
+def train_demo_model(path: Path | None = None, *, epochs: int = 8, seed: int = 0, task: Task | None = None) -> Path:
     """Train LeNet-5 on the sample's train split and save a weights-only checkpoint (atomically)."""
     import io
 
@@ -112,15 +110,11 @@ def run_demo(
     project = Project.create(out_dir, model, dataset=dataset.ref, source_sha256=sha256_file(checkpoint))
     baseline = project.root
     task.report(0.3, "pruning")
-    pruned = project.apply(
-        baseline.id, registry.get("magnitude_prune"), {"sparsity": sparsity}, task.sub(0.3, 0.4)
-    )
+    pruned = project.apply(baseline.id, registry.get("magnitude_prune"), {"sparsity": sparsity}, task.sub(0.3, 0.4))
     baseline_model = project.load_model(baseline.id)
     project.set_metrics(
         baseline.id,
-        measure(
-            baseline_model, baseline=baseline_model, dataset=dataset, runs=runs, task=task.sub(0.4, 0.65)
-        ),
+        measure(baseline_model, baseline=baseline_model, dataset=dataset, runs=runs, task=task.sub(0.4, 0.65)),
     )
     project.set_metrics(
         pruned.id,
@@ -135,16 +129,12 @@ def run_demo(
     recipe = project.recipe(pruned.id)
     recipe_path = recipe.save(out_dir / "recipe.yaml")
     task.report(0.9, "replaying the recipe on the original model")
-    replayed = replay(
-        Recipe.load(recipe_path), load_model(checkpoint), registry, model_sha256=sha256_file(checkpoint)
-    )
+    replayed = replay(Recipe.load(recipe_path), load_model(checkpoint), registry, model_sha256=sha256_file(checkpoint))
     from workbench.fileio import sha256_bytes
 
     identical = sha256_bytes(replayed.onnx_bytes()) == recipe.result_sha256
     task.report(1.0, "done")
-    return DemoResult(
-        project, project.get(baseline.id), project.get(pruned.id), recipe_path, identical, checkpoint
-    )
+    return DemoResult(project, project.get(baseline.id), project.get(pruned.id), recipe_path, identical, checkpoint)
 
 
 def comparison_rows(variants: list[Variant]) -> list[list[str]]:
@@ -179,9 +169,7 @@ def comparison_rows(variants: list[Variant]) -> list[list[str]]:
                 f"{m.macs:,}" + ("" if m.macs_complete else "+"),
                 f"{m.artifact_bytes:,}",
                 f"{m.zip_bytes:,}",
-                f"{m.latency_ms_median:.3f} / {m.latency_ms_p90:.3f}"
-                if m.latency_ms_median is not None
-                else "-",
+                f"{m.latency_ms_median:.3f} / {m.latency_ms_p90:.3f}" if m.latency_ms_median is not None else "-",
                 f"{m.latency_ratio:.2f}x latency" if m.latency_ratio is not None else "-",
             ]
         )

@@ -63,9 +63,7 @@ def host_description() -> str:
     import onnxruntime
 
     cpu = platform.processor() or platform.machine()
-    return (
-        f"{platform.node() or 'host'} ({cpu}, {os.cpu_count()} cores), onnxruntime {onnxruntime.__version__}"
-    )
+    return f"{platform.node() or 'host'} ({cpu}, {os.cpu_count()} cores), onnxruntime {onnxruntime.__version__}"
 
 
 def zip_size(data: bytes) -> int:
@@ -85,9 +83,7 @@ def make_session(model_bytes: bytes, threads: int = DEFAULT_THREADS) -> ort.Infe
     try:
         return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
     except Exception as exc:
-        raise WorkbenchError(
-            f"onnxruntime cannot load the model ({str(exc).splitlines()[0][:300]})"
-        ) from None
+        raise WorkbenchError(f"onnxruntime cannot load the model ({str(exc).splitlines()[0][:300]})") from None
 
 
 def run_batches(session: ort.InferenceSession, x: np.ndarray, task: Task | None = None) -> np.ndarray:
@@ -123,9 +119,7 @@ def check_dataset_fits(dataset: Dataset, shapes: Mapping[str, tuple[int, ...]]) 
 
 def top1(logits: np.ndarray) -> np.ndarray:
     if logits.ndim != 2:
-        raise DatasetError(
-            f"top-1 needs a [batch, classes] output; the model's output is {list(logits.shape)}"
-        )
+        raise DatasetError(f"top-1 needs a [batch, classes] output; the model's output is {list(logits.shape)}")
     return logits.argmax(axis=1)
 
 
@@ -152,9 +146,7 @@ def latency(
     feeds = {}
     for key, session in sessions.items():
         feeds[key] = {
-            i.name: _example(
-                i.type, shapes.get(i.name) or tuple(d if isinstance(d, int) else 1 for d in i.shape), rng
-            )
+            i.name: _example(i.type, shapes.get(i.name) or tuple(d if isinstance(d, int) else 1 for d in i.shape), rng)
             for i in session.get_inputs()
         }
     timings: dict[str, list[float]] = {key: [] for key in sessions}

@@ -76,9 +76,7 @@ def _check_readable(path: Path) -> None:
         raise ModelLoadError("file is empty (0 bytes)", path)
 
 
-def _settle_shapes(
-    model: Model, path: Path, user: Mapping[str, tuple[int, ...]] | str | None, remember: bool
-) -> Model:
+def _settle_shapes(model: Model, path: Path, user: Mapping[str, tuple[int, ...]] | str | None, remember: bool) -> Model:
     from workbench.fileio import sha256_file
     from workbench.settings import ShapeMemory
 
@@ -103,7 +101,9 @@ def _settle_shapes(
         try:
             return model.with_input_shapes(InputShapes(remembered, "remembered"))
         except InputShapeError:
-            pass  # the model changed under the same hash? impossible; stale memory is simply ignored
+            pass  # stale memory (a different input layout) is ignored, never fatal
+    if model.input_shapes is not None:
+        return model  # the file declared its own example shape (checkpoint metadata, torch.export)
     try:
         defaults = default_input_shapes(model.inputs)
     except InputShapeError as exc:
@@ -119,9 +119,7 @@ def _load_onnx(path: Path) -> Model:
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except (DecodeError, RuntimeError, ValueError, UnicodeDecodeError) as exc:
-        raise ModelLoadError(
-            f"not a valid ONNX file, or it is truncated ({_first_line(exc)})", path
-        ) from None
+        raise ModelLoadError(f"not a valid ONNX file, or it is truncated ({_first_line(exc)})", path) from None
     except OSError as exc:
         raise ModelLoadError(f"cannot read the file ({exc.strerror or exc})", path) from None
     if proto.ir_version <= 0 or len(proto.graph.node) == 0 or len(proto.graph.output) == 0:
@@ -314,9 +312,7 @@ def _load_trusted_pickle(path: Path) -> Any:
 def _model_from_module(module: nn.Module, path: Path) -> Model:
     shape = getattr(module, "example_input_shape", None)
     dims = tuple(shape) if shape else (None, None, None, None)
-    return Model(
-        name=path.stem, inputs=(TensorSpec("input", "float32", dims),), torch_module=module, source=path
-    )
+    return Model(name=path.stem, inputs=(TensorSpec("input", "float32", dims),), torch_module=module, source=path)
 
 
 def _model_from_state_dict(obj: Any, path: Path, arch_name: str | None) -> Model:
@@ -326,11 +322,7 @@ def _model_from_state_dict(obj: Any, path: Path, arch_name: str | None) -> Model
     state = obj
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
         state, meta = obj["state_dict"], {k: v for k, v in obj.items() if k != "state_dict"}
-    if (
-        not isinstance(state, dict)
-        or not state
-        or not all(isinstance(v, torch.Tensor) for v in state.values())
-    ):
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelLoadError("holds no state_dict of tensors (nor a model) that the workbench can open", path)
     arch_name = arch_name or meta.get("arch")
     try:
@@ -352,19 +344,18 @@ def _model_from_state_dict(obj: Any, path: Path, arch_name: str | None) -> Model
         raise ModelLoadError(exc.reason, path) from None
     except (RuntimeError, TypeError) as exc:
         raise ModelLoadError(f"state_dict does not fit architecture ({_first_line(exc)})", path) from None
-    shape = tuple(meta.get("input_shape") or architecture.default_input_shape(kwargs))
+    shape = tuple(int(d) for d in (meta.get("input_shape") or architecture.default_input_shape(kwargs)))
     return Model(
         name=path.stem,
         inputs=(TensorSpec("input", "float32", ("batch", *shape[1:])),),
         torch_module=set_eval(module),
         arch=ArchRef(architecture.name, kwargs),
         source=path,
+        input_shapes=InputShapes({"input": shape}, "model"),
     )
 
 
-def model_from_module(
-    module: nn.Module, name: str, input_shape: tuple[int, ...], arch: ArchRef | None = None
-) -> Model:
+def model_from_module(module: nn.Module, name: str, input_shape: tuple[int, ...], arch: ArchRef | None = None) -> Model:
     """Wrap an in-memory torch module (the demo, tests) as a Model with a dynamic batch."""
     spec = TensorSpec("input", "float32", ("batch", *input_shape[1:]))
     return Model(

@@ -6,9 +6,11 @@ edits a model that another object can still see.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import logging
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -138,9 +140,7 @@ class Model:
         if not self._onnx_cache:
             if self.torch_module is None:
                 raise PluginError("model has neither an ONNX graph nor a torch module", self.source)
-            self._onnx_cache.append(
-                export_torch_to_onnx(self.torch_module, self.inputs, self.concrete_shapes())
-            )
+            self._onnx_cache.append(export_torch_to_onnx(self.torch_module, self.inputs, self.concrete_shapes()))
         return self._onnx_cache[0]
 
     def onnx_bytes(self) -> bytes:
@@ -177,16 +177,12 @@ def parse_input_shapes(text: str, inputs: Sequence[TensorSpec]) -> dict[str, tup
         name, _, dims = part.rpartition("=")
         if not name:
             if len(inputs) != 1:
-                raise InputShapeError(
-                    f"the model has {len(inputs)} inputs: name each one, e.g. name=1,3,224,224"
-                )
+                raise InputShapeError(f"the model has {len(inputs)} inputs: name each one, e.g. name=1,3,224,224")
             name = inputs[0].name
         try:
             shapes[name] = tuple(int(d) for d in dims.replace("x", ",").split(",") if d)
         except ValueError:
-            raise InputShapeError(
-                f"cannot read input shape '{part}': use integers like 1,3,224,224"
-            ) from None
+            raise InputShapeError(f"cannot read input shape '{part}': use integers like 1,3,224,224") from None
     check_shapes_fit(inputs, shapes)
     return shapes
 
@@ -233,8 +229,7 @@ def export_torch_to_onnx(
     import torch
 
     examples = tuple(
-        torch.zeros(shapes[spec.name], dtype=torch.from_numpy(np.zeros(0, dtype=spec.dtype)).dtype)
-        for spec in inputs
+        torch.zeros(shapes[spec.name], dtype=torch.from_numpy(np.zeros(0, dtype=spec.dtype)).dtype) for spec in inputs
     )
     names = [spec.name for spec in inputs]
     set_eval(module)
@@ -242,7 +237,9 @@ def export_torch_to_onnx(
     for route in routes:
         buffer = io.BytesIO()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), warnings.catch_warnings():
+                # The TorchScript exporter is chosen on purpose (see docstring); its deprecation notice is noise.
+                warnings.simplefilter("ignore", DeprecationWarning)
                 if route == "torchscript":
                     torch.onnx.export(
                         module,
@@ -280,10 +277,8 @@ def export_torch_to_onnx(
 
 def set_eval(module: nn.Module) -> nn.Module:
     """Inference mode; torch.export's unlifted modules refuse eval() and are inference-only anyway."""
-    try:
+    with contextlib.suppress(NotImplementedError):
         module.eval()
-    except NotImplementedError:
-        pass
     return module
 
 

@@ -106,9 +106,7 @@ class Project:
             }
             with connection:
                 connection.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
-            project._insert_variant(
-                model, parent_id=None, name="baseline", plugin_id=None, params={}, key=None
-            )
+            project._insert_variant(model, parent_id=None, name="baseline", plugin_id=None, params={}, key=None)
             connection.close()
             if folder.exists():
                 folder.rmdir()
@@ -245,9 +243,7 @@ class Project:
 
     def set_metrics(self, variant_id: str, metrics: Metrics) -> None:
         with self._db:
-            self._db.execute(
-                "UPDATE variants SET metrics_json=? WHERE id=?", (metrics.model_dump_json(), variant_id)
-            )
+            self._db.execute("UPDATE variants SET metrics_json=? WHERE id=?", (metrics.model_dump_json(), variant_id))
 
     def rename(self, variant_id: str, name: str) -> None:
         self.get(variant_id)
@@ -341,17 +337,13 @@ class Project:
 
         from workbench.archs import get_architecture
 
-        state = torch.load(
-            io.BytesIO(self._read_artifact(digest, ".pt")), map_location="cpu", weights_only=True
-        )
+        state = torch.load(io.BytesIO(self._read_artifact(digest, ".pt")), map_location="cpu", weights_only=True)
         module = get_architecture(arch.name).build(**arch.kwargs)
         module.load_state_dict(state)
         return module.eval()
 
 
-_COLUMNS = (
-    "id, parent_id, name, plugin_id, params_json, cache_key, onnx_sha, torch_sha, metrics_json, created_at"
-)
+_COLUMNS = "id, parent_id, name, plugin_id, params_json, cache_key, onnx_sha, torch_sha, metrics_json, created_at"
 
 
 def _row_to_variant(row: tuple) -> Variant:
