@@ -170,7 +170,7 @@ def comparison_rows(variants: list[Variant]) -> list[list[str]]:
                 f"{m.artifact_bytes:,}",
                 f"{m.zip_bytes:,}",
                 f"{m.latency_ms_median:.3f} / {m.latency_ms_p90:.3f}" if m.latency_ms_median is not None else "-",
-                f"{m.latency_ratio:.2f}x latency" if m.latency_ratio is not None else "-",
+                "reference" if variant.is_root else (f"{m.latency_ratio:.2f}x latency" if m.latency_ratio else "-"),
             ]
         )
     return rows
