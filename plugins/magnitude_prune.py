@@ -51,9 +51,9 @@ class MagnitudePrune(Plugin):
     description = "Zero the weights of smallest magnitude in Conv/Linear (Gemm, MatMul) layers."
 
     def apply(self, model: Model, params: MagnitudePruneParams, task: Task) -> Model:  # type: ignore[override]
-        if model.torch_module is not None:
+        if model.torch_module is not None and _is_eager(model.torch_module):
             return self._apply_torch(model, params, task)
-        return self._apply_onnx(model, params, task)
+        return self._apply_onnx(model, params, task)  # compiled torch graphs (TorchScript, export) too
 
     def _apply_torch(self, model: Model, params: MagnitudePruneParams, task: Task) -> Model:
         import torch
@@ -85,6 +85,12 @@ class MagnitudePrune(Plugin):
             pruned = np.where(mask, arrays[name], np.zeros((), dtype=arrays[name].dtype))
             initializers[name].CopyFrom(numpy_helper.from_array(pruned, name))
         return model.derive(onnx_proto=proto)
+
+
+def _is_eager(module) -> bool:
+    import torch
+
+    return not isinstance(module, (torch.jit.ScriptModule, torch.fx.GraphModule))
 
 
 def _constants_to_initializers(proto: onnx.ModelProto) -> None:
@@ -127,28 +133,28 @@ def magnitude_masks(weights: dict[str, np.ndarray], params: MagnitudePruneParams
     masks: dict[str, np.ndarray] = {}
     shared = {n: w for n, w in weights.items() if n not in params.overrides}
     if params.scope == "global" and shared:
-        magnitudes = np.concatenate([np.abs(w).ravel() for w in shared.values()])
-        threshold = _threshold(magnitudes, params.sparsity)
-        for name, w in shared.items():
-            masks[name] = _keep_mask(w, threshold, params.sparsity)
+        masks.update(_smallest_removed(shared, params.sparsity))
     else:
         for name, w in shared.items():
-            masks[name] = _keep_mask(w, _threshold(np.abs(w).ravel(), params.sparsity), params.sparsity)
+            masks.update(_smallest_removed({name: w}, params.sparsity))
     for name, ratio in params.overrides.items():
-        w = weights[name]
-        masks[name] = _keep_mask(w, _threshold(np.abs(w).ravel(), ratio), ratio)
+        masks.update(_smallest_removed({name: weights[name]}, ratio))
     task.report(0.9, "pruned")
     return masks
 
 
-def _threshold(magnitudes: np.ndarray, sparsity: float) -> float:
+def _smallest_removed(group: dict[str, np.ndarray], sparsity: float) -> dict[str, np.ndarray]:
+    """Keep-masks removing exactly round(sparsity * n) weights of smallest magnitude across ``group``.
+
+    Ranking by index (not a ``> threshold`` test) keeps ties from pruning past the requested sparsity.
+    """
+    magnitudes = np.concatenate([np.abs(w).ravel() for w in group.values()])
     count = round(sparsity * magnitudes.size)
-    if count <= 0:
-        return -1.0
-    return float(np.partition(magnitudes, count - 1)[count - 1])
-
-
-def _keep_mask(weight: np.ndarray, threshold: float, sparsity: float) -> np.ndarray:
-    if sparsity <= 0.0:
-        return np.ones(weight.shape, dtype=bool)
-    return np.abs(weight) > threshold
+    keep = np.ones(magnitudes.size, dtype=bool)
+    if count > 0:
+        keep[np.argpartition(magnitudes, count - 1, kind="introselect")[:count]] = False
+    masks, offset = {}, 0
+    for name, w in group.items():
+        masks[name] = keep[offset : offset + w.size].reshape(w.shape)
+        offset += w.size
+    return masks

@@ -438,8 +438,9 @@ def analyze_torch(model: Model) -> Analysis | None:
     finally:
         for handle in handles:
             handle.remove()
-    if not rows:
-        return None
+    hooked = {id(p) for name, leaf in module.named_modules() if name and name in calls for p in leaf.parameters(False)}
+    if not rows or any(id(p) not in hooked for p in module.parameters()):
+        return None  # weights outside called leaf modules (attention, raw Parameters): the ONNX view sees all
     peak = max((_bytes_of(r.input_shapes, "float32") or 0) + (r.activation_bytes or 0) for r in rows)
     notes = [
         "torch analysis counts module layers; functional ops inside forward() are not listed",

@@ -61,7 +61,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="print a model's layer table")
     _model_args(info)
-    info.add_argument("--limit", type=int, default=0, help="show only the first N layers (0: all)")
+    info.add_argument("--limit", type=_non_negative, default=0, help="show only the first N layers (0: all)")
     info.set_defaults(handler=_cmd_info)
 
     evaluate = sub.add_parser("eval", help="measure accuracy/fidelity, latency and size")
@@ -72,9 +72,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="image folder (one sub-folder per class), .npz with x/y, or 'mnist-sample'",
     )
     evaluate.add_argument("--baseline", help="model to compare with (agreement, SNR, latency ratio)")
-    evaluate.add_argument("--limit", type=int, help="use the first N samples")
-    evaluate.add_argument("--runs", type=int, default=50, help="timed runs after 5 warm-up runs (default 50)")
-    evaluate.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
+    evaluate.add_argument("--limit", type=_positive, help="use the first N samples")
+    evaluate.add_argument("--runs", type=_non_negative, default=50, help="timed runs after 5 warm-up runs (0: none)")
+    evaluate.add_argument("--threads", type=_positive, default=1, help="onnxruntime intra-op threads (default 1)")
     _preprocessing_args(evaluate)
     evaluate.set_defaults(handler=_cmd_eval)
 
@@ -92,7 +92,7 @@ def _build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="train LeNet-5 on the bundled MNIST sample, prune 90%%, measure, replay")
     demo.add_argument("--out", help="project folder to create (default: a new folder in the temp dir)")
     demo.add_argument("--sparsity", type=float, default=0.9)
-    demo.add_argument("--runs", type=int, default=100, help="timed latency runs per variant")
+    demo.add_argument("--runs", type=_non_negative, default=100, help="timed latency runs per variant")
     demo.add_argument("--retrain", action="store_true", help="retrain instead of using the cached model")
     demo.set_defaults(handler=_cmd_demo)
 
@@ -254,15 +254,17 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_apply(args: argparse.Namespace) -> int:
     from workbench.errors import RecipeError
     from workbench.fileio import atomic_write_bytes, sha256_bytes, sha256_file
-    from workbench.loading import load_model
+    from workbench.loading import load_model, model_files
     from workbench.plugin import discover_plugins
     from workbench.recipe import Recipe, replay
 
     recipe = Recipe.load(args.recipe)
     output = Path(args.output)
-    if output.resolve() == Path(args.model).resolve():
-        raise RecipeError("refusing to overwrite the input model; choose another output path", output)
+    if output.is_dir():
+        raise RecipeError("is a directory; give the path of the .onnx file to write", output)
     model = load_model(args.model, trust_pickle=args.trust_pickle, arch=args.arch, remember_shapes=False)
+    if output.resolve() in {p.resolve() for p in model_files(Path(args.model), model)}:
+        raise RecipeError("refusing to overwrite the input model or its data; choose another output path", output)
     source_sha = None if args.allow_other_base else sha256_file(args.model)
     with _progress("applying") as task:
         result = replay(recipe, model, discover_plugins(), task, model_sha256=source_sha)
@@ -397,6 +399,23 @@ def _bytes(n: int) -> str:
         if value < 1024 or unit == "GiB":
             break
     return f"{value:,.1f} {unit} ({n:,} B)"
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got '{text}'")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got '{text}'")
+    return value
 
 
 def _ints(text: str, count: int) -> tuple[int, ...]:

@@ -138,11 +138,23 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...
             if "x" not in data:
                 raise DatasetError(f"no array 'x' in the archive (found: {', '.join(data.files) or 'none'})", path)
             x = np.asarray(data["x"])
-            y = np.asarray(data["y"]).astype(np.int64) if "y" in data else None
+            y = np.asarray(data["y"]) if "y" in data else None
+            if y is not None:
+                if not np.issubdtype(y.dtype, np.number):
+                    raise DatasetError(f"'y' must hold integer class labels, got {y.dtype}", path)
+                y = y.astype(np.int64)
     except DatasetError:
         raise
     except (OSError, ValueError) as exc:
         raise DatasetError(f"not a readable .npz archive ({str(exc).splitlines()[0][:200]})", path) from None
+    if x.ndim < 2 or not np.issubdtype(x.dtype, np.number):
+        raise DatasetError(
+            f"'x' must be numeric samples with at least 2 dimensions, got {x.dtype}{list(x.shape)}", path
+        )
+    if y is not None:
+        y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
+        if y.ndim != 1:
+            raise DatasetError(f"'y' must hold one class index per sample, got shape {list(y.shape)}", path)
     if y is not None and len(y) != len(x):
         raise DatasetError(f"'x' has {len(x)} samples but 'y' has {len(y)} labels", path)
     if len(x) == 0:

@@ -147,7 +147,10 @@ def _load_external_data(proto: onnx.ModelProto, path: Path) -> None:
     for tensor in _all_tensors(proto):
         if not uses_external_data(tensor):
             continue
-        info = ExternalDataInfo(tensor)
+        try:
+            info = ExternalDataInfo(tensor)
+        except (ValueError, TypeError) as exc:
+            raise ModelLoadError(f"tensor '{tensor.name}' has malformed external data ({exc})", path) from None
         location = (base / info.location).resolve()
         if base.resolve() not in location.parents:
             raise ModelLoadError(f"external data '{info.location}' points outside the model's folder", path)
@@ -325,6 +328,16 @@ def _model_from_state_dict(obj: Any, path: Path, arch_name: str | None) -> Model
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelLoadError("holds no state_dict of tensors (nor a model) that the workbench can open", path)
     arch_name = arch_name or meta.get("arch")
+    declared_shape = meta.get("input_shape")
+    if not isinstance(meta.get("arch_kwargs") or {}, dict) or (
+        declared_shape is not None
+        and not (
+            isinstance(declared_shape, (list, tuple)) and all(isinstance(d, int) and d > 0 for d in declared_shape)
+        )
+    ):
+        raise ModelLoadError(
+            "checkpoint metadata is malformed (arch_kwargs must be a dict, input_shape positive ints)", path
+        )
     try:
         if arch_name:
             architecture = get_architecture(str(arch_name))
@@ -353,6 +366,18 @@ def _model_from_state_dict(obj: Any, path: Path, arch_name: str | None) -> Model
         source=path,
         input_shapes=InputShapes({"input": shape}, "model"),
     )
+
+
+def model_files(path: Path, model: Model) -> list[Path]:
+    """The model file and every external-data file it reads (never to be overwritten)."""
+    files = [path]
+    if model.source is not None and path.suffix.lower() in ONNX_SUFFIXES:
+        import onnx
+        from onnx.external_data_helper import ExternalDataInfo, uses_external_data
+
+        header = onnx.load(str(path), load_external_data=False)
+        files += [path.parent / ExternalDataInfo(t).location for t in _all_tensors(header) if uses_external_data(t)]
+    return files
 
 
 def model_from_module(module: nn.Module, name: str, input_shape: tuple[int, ...], arch: ArchRef | None = None) -> Model:

@@ -159,13 +159,13 @@ def check_shapes_fit(inputs: Sequence[TensorSpec], shapes: Mapping[str, Sequence
         if name not in shapes:
             raise InputShapeError(f"missing shape for input '{name}' ({spec.describe()})")
         shape = tuple(shapes[name])
+        if any(d <= 0 for d in shape):
+            raise InputShapeError(f"input '{name}': dimensions must be positive, got {list(shape)}")
         if spec.rank_unknown:
             continue  # TorchScript keeps no shapes: any rank the user gives is taken
         if len(shape) != len(spec.shape):
             raise InputShapeError(f"input '{name}' has rank {len(spec.shape)}, got shape {list(shape)}")
         for got, want in zip(shape, spec.shape, strict=True):
-            if got <= 0:
-                raise InputShapeError(f"input '{name}': dimensions must be positive, got {list(shape)}")
             if isinstance(want, int) and want > 0 and got != want:
                 raise InputShapeError(f"input '{name}' is fixed at {list(spec.shape)}, got {list(shape)}")
 

@@ -23,7 +23,7 @@ from typing import Any
 from workbench.datasets import DatasetRef
 from workbench.errors import ProjectError
 from workbench.evaluate import Metrics
-from workbench.fileio import atomic_write_bytes, sha256_bytes
+from workbench.fileio import atomic_write_bytes, current_umask, sha256_bytes
 from workbench.model import ArchRef, InputShapes, Model, TensorSpec
 from workbench.plugin import Plugin, Task, run_plugin
 from workbench.recipe import Recipe, RecipeBase, RecipeStep
@@ -93,6 +93,7 @@ class Project:
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.creating-"))
         try:
+            staging.chmod(0o777 & ~current_umask())  # mkdtemp's 0700 would hide the project from others
             connection = sqlite3.connect(staging / DB_NAME)
             connection.executescript(_SCHEMA)
             project = cls(staging, connection)
