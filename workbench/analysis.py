@@ -156,7 +156,7 @@ def analyze_onnx(proto: onnx.ModelProto, shapes: InputShapes | None, name: str =
 def _graph_weights(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
     """Initializers and Constant-node tensors (Paddle and old exporters keep weights in Constants)."""
     weights: dict[str, np.ndarray] = {}
-    for graph in _walk_graphs(proto.graph):
+    for graph in walk_graphs(proto.graph):
         for init in graph.initializer:
             weights[init.name] = _to_array(init)
         for node in graph.node:
@@ -202,14 +202,14 @@ def _raw_dtypes() -> set[int]:
 _RAW_DTYPES = _raw_dtypes()
 
 
-def _walk_graphs(graph: onnx.GraphProto) -> Iterable[onnx.GraphProto]:
+def walk_graphs(graph: onnx.GraphProto) -> Iterable[onnx.GraphProto]:
     yield graph
     for node in graph.node:
         for attr in node.attribute:
             if attr.HasField("g"):
-                yield from _walk_graphs(attr.g)
+                yield from walk_graphs(attr.g)
             for sub in attr.graphs:
-                yield from _walk_graphs(sub)
+                yield from walk_graphs(sub)
 
 
 def _node_inputs_deep(node: onnx.NodeProto) -> list[str]:
@@ -218,7 +218,7 @@ def _node_inputs_deep(node: onnx.NodeProto) -> list[str]:
     for attr in node.attribute:
         subgraphs = ([attr.g] if attr.HasField("g") else []) + list(attr.graphs)
         for sub in subgraphs:
-            for inner in _walk_graphs(sub):
+            for inner in walk_graphs(sub):
                 names.extend(init.name for init in inner.initializer)
                 for inner_node in inner.node:
                     names.extend(n for n in inner_node.input if n)

@@ -8,7 +8,7 @@ runs code stored in the file.
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -171,10 +171,17 @@ def _load_external_data(proto: onnx.ModelProto, path: Path) -> None:
         raise ModelLoadError(f"cannot read external data ({_first_line(exc)})", path) from None
 
 
-def _all_tensors(proto: onnx.ModelProto):
-    from onnx.external_data_helper import _get_all_tensors
+def _all_tensors(proto: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
+    """Initializers and attribute tensors of the graph and every subgraph (where external data may sit)."""
+    from workbench.analysis import walk_graphs
 
-    return _get_all_tensors(proto)
+    for graph in walk_graphs(proto.graph):
+        yield from graph.initializer
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    yield attr.t
+                yield from attr.tensors
 
 
 def onnx_graph_inputs(proto: onnx.ModelProto) -> list[TensorSpec]:

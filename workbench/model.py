@@ -6,7 +6,6 @@ edits a model that another object can still see.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import io
 import logging
@@ -276,8 +275,10 @@ def export_torch_to_onnx(
 
 
 def set_eval(module: nn.Module) -> nn.Module:
-    """Inference mode; torch.export's unlifted modules refuse eval() and are inference-only anyway."""
-    with contextlib.suppress(NotImplementedError):
+    """Inference mode; torch.export's unlifted GraphModules refuse eval() and are inference-only anyway."""
+    import torch
+
+    if not isinstance(module, torch.fx.GraphModule):
         module.eval()
     return module
 
