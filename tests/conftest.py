@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import glob
 import itertools
+import os
 import sysconfig
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# The README's plain `pytest` must work with no screen: Qt renders offscreen; QtWebEngine runs as root.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("QTWEBENGINE_DISABLE_SANDBOX", "1")
 
 
 @pytest.fixture(autouse=True)

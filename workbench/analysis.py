@@ -52,6 +52,7 @@ class LayerInfo:
     macs: int | None
     weight_bytes: int
     activation_bytes: int | None
+    weight_names: tuple[str, ...] = ()  # the tensors per-layer overrides refer to
 
     @property
     def sparsity(self) -> float | None:
@@ -109,7 +110,7 @@ def analyze_onnx(proto: onnx.ModelProto, shapes: InputShapes | None, name: str =
 
     notes: list[str] = []
     graph = proto.graph
-    weights = _graph_weights(proto)
+    weights = graph_weights(proto)
     tensor_info = _infer_tensor_info(proto, shapes, notes)
 
     consumers_seen: set[str] = set()  # a shared weight is counted once, at its first consumer
@@ -142,6 +143,7 @@ def analyze_onnx(proto: onnx.ModelProto, shapes: InputShapes | None, name: str =
                 macs=_onnx_macs(node, in_shapes, out_shapes, weights, helper),
                 weight_bytes=nbytes,
                 activation_bytes=_total_bytes(out_shapes, out_dtypes),
+                weight_names=tuple(weight_names),
             )
         )
     peak, lower_bound = _peak_activation(proto, tensor_info, set(weights))
@@ -153,7 +155,7 @@ def analyze_onnx(proto: onnx.ModelProto, shapes: InputShapes | None, name: str =
     return Analysis(name, "onnx", shapes, layers, peak, lower_bound, notes)
 
 
-def _graph_weights(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
+def graph_weights(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
     """Initializers and Constant-node tensors (Paddle and old exporters keep weights in Constants)."""
     weights: dict[str, np.ndarray] = {}
     for graph in walk_graphs(proto.graph):
@@ -486,6 +488,11 @@ def _torch_layer(name: str, leaf: nn.Module, args: tuple, output: Any, count_wei
         macs=macs,
         weight_bytes=sum(t.numel() * t.element_size() for t in [*params, *buffers]),
         activation_bytes=sum(t.numel() * t.element_size() for t in tensors_out),
+        weight_names=tuple(
+            f"{name}.{p_name}" for p_name, _ in leaf.named_parameters(recurse=False) if p_name == "weight"
+        )
+        if count_weights
+        else (),
     )
 
 

@@ -22,6 +22,9 @@ from workbench.errors import Cancelled, WorkbenchError
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in parser._subcommands and Path(argv[0]).exists()):
+        return _run_gui(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
@@ -58,6 +61,11 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser._subcommands = set()
+
+    gui = sub.add_parser("gui", help="open the window (the default with no command), optionally on MODEL")
+    gui.add_argument("paths", nargs="*", metavar="MODEL")
+    gui.set_defaults(handler=lambda args: _run_gui(args.paths))
 
     info = sub.add_parser("info", help="print a model's layer table")
     _model_args(info)
@@ -98,6 +106,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     plugins = sub.add_parser("plugins", help="list installed plugins (and any that failed to load)")
     plugins.set_defaults(handler=_cmd_plugins)
+    parser._subcommands = set(sub.choices)
     return parser
 
 
@@ -124,6 +133,15 @@ def _preprocessing_args(parser: argparse.ArgumentParser) -> None:
 
 
 # --- commands -------------------------------------------------------------------------------------
+def _run_gui(paths: list[str]) -> int:
+    try:
+        from workbench.ui.app import run
+    except ImportError as exc:
+        print(f"error: the window needs PySide6 and pyqtgraph ({exc}); the CLI commands work without", file=sys.stderr)
+        return 2
+    return run(paths)
+
+
 def _open_model(args: argparse.Namespace, path: str | None = None):
     from workbench.loading import load_model
 

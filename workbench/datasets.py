@@ -55,13 +55,15 @@ class DatasetRef(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["folder", "npz", "builtin"]
+    kind: Literal["folder", "npz", "builtin", "random"]
     path: str = Field(description="folder or .npz path, or the built-in dataset's name")
     split: Literal["all", "train", "test"] = "all"
     limit: int | None = Field(None, ge=1, description="use at most this many samples (the first ones)")
     preprocessing: Preprocessing = Preprocessing()
 
     def describe(self) -> str:
+        if self.kind == "random":
+            return f"{self.limit} random normal inputs of shape {self.path} (no labels: fidelity only)"
         limit = f", first {self.limit}" if self.limit else ""
         return f"{self.kind}:{self.path} [{self.split}{limit}] ({self.preprocessing.describe()})"
 
@@ -97,7 +99,18 @@ def dataset_ref_for_path(path: str | Path, preprocessing: Preprocessing | None =
     return DatasetRef(kind=kind, path=str(p), preprocessing=preprocessing or Preprocessing())
 
 
+def random_inputs_ref(shape: tuple[int, ...], count: int = 64) -> DatasetRef:
+    """Unlabeled standard-normal inputs: fidelity (agreement, SNR) for models that come without data."""
+    return DatasetRef(
+        kind="random", path="x".join(map(str, shape)), limit=count, preprocessing=Preprocessing(scale=1.0)
+    )
+
+
 def load_dataset(ref: DatasetRef) -> Dataset:
+    if ref.kind == "random":
+        sample = tuple(int(d) for d in ref.path.split("x"))[1:]
+        x = np.random.default_rng(0).standard_normal((ref.limit or 64, *sample)).astype(np.float32)
+        return Dataset(ref, x, None)
     if ref.kind == "builtin":
         x, y, names = _load_builtin(ref)
     elif ref.kind == "npz":

@@ -94,7 +94,7 @@ class Project:
         staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.creating-"))
         try:
             staging.chmod(0o777 & ~current_umask())  # mkdtemp's 0700 would hide the project from others
-            connection = sqlite3.connect(staging / DB_NAME)
+            connection = sqlite3.connect(staging / DB_NAME, check_same_thread=False)
             connection.executescript(_SCHEMA)
             project = cls(staging, connection)
             meta = {
@@ -124,7 +124,8 @@ class Project:
         if not db.is_file():
             raise ProjectError(f"not a workbench project (no {DB_NAME})", folder)
         try:
-            connection = sqlite3.connect(db)
+            # One job at a time uses the project, but not always on the thread that opened it (GUI workers).
+            connection = sqlite3.connect(db, check_same_thread=False)
             connection.execute("PRAGMA foreign_keys = ON")
             version = connection.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         except sqlite3.DatabaseError as exc:

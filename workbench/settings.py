@@ -54,3 +54,27 @@ class ShapeMemory:
         data = self._read()
         data[model_sha256] = {k: list(v) for k, v in shapes.items()}
         atomic_write_text(self.path, json.dumps(data, indent=1, sort_keys=True))
+
+
+class RecentFiles:
+    """Most recent first; the last project opened is what the GUI offers to reopen."""
+
+    def __init__(self, path: Path | None = None, keep: int = 10) -> None:
+        self.path = path or config_dir() / "recent.json"
+        self.keep = keep
+
+    def _read(self) -> dict[str, list[str]]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def get(self, kind: str) -> list[str]:
+        return [str(p) for p in self._read().get(kind, []) if isinstance(p, str)]
+
+    def add(self, kind: str, path: str | Path) -> None:
+        data = self._read()
+        entries = [str(path)] + [p for p in data.get(kind, []) if p != str(path)]
+        data[kind] = entries[: self.keep]
+        atomic_write_text(self.path, json.dumps(data, indent=1))

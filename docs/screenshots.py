@@ -1,0 +1,77 @@
+"""Render the main views to PNG for the README: empty state, loaded model, two variants, graph tab.
+
+Usage: QT_QPA_PLATFORM=offscreen QTWEBENGINE_DISABLE_SANDBOX=1 python docs/screenshots.py [OUT_DIR]
+Uses a temporary config/cache/projects folder, so the user's settings are untouched.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def wait_for(app, condition, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        app.processEvents()
+        time.sleep(0.02)
+        if time.monotonic() > deadline:
+            raise TimeoutError("the window did not get there in time")
+
+
+def main() -> None:
+    out = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "screenshots")
+    out.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="workbench-shots-"))
+    for name in ("CONFIG", "CACHE", "PROJECTS"):
+        os.environ.setdefault(f"WORKBENCH_{name}_DIR", str(scratch / name.lower()))
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    os.environ.setdefault("QTWEBENGINE_DISABLE_SANDBOX", "1")
+
+    from PySide6.QtWidgets import QApplication
+    from workbench.ui.main_window import MainWindow
+
+    app = QApplication(sys.argv[:1])
+    app.setStyle("Fusion")
+    window = MainWindow()
+    window.resize(1600, 950)
+    window.show()
+    app.processEvents()
+    window.grab().save(str(out / "1-empty.png"))
+
+    window.open_demo()
+    wait_for(app, lambda: window.ws.project is not None and not window.jobs.busy, 300)
+    window.layers.select_row(0)
+    app.processEvents()
+    window.grab().save(str(out / "2-loaded.png"))
+
+    for sparsity in (0.5, 0.9):
+        slider = window.form.sliders["sparsity"]
+        slider.setValue(round(sparsity * 1000))
+        wait_for(app, lambda: not window.jobs.busy)
+        window.apply_step()
+        wait_for(app, lambda: not window.jobs.busy)
+    slider = window.form.sliders["sparsity"]
+    slider.setValue(700)
+    window._evaluate_preview()
+    wait_for(app, lambda: not window.jobs.busy)
+    window.layers.select_row(3)
+    app.processEvents()
+    window.grab().save(str(out / "3-variants.png"))
+
+    window.tabs.setCurrentWidget(window.graph)
+    time.sleep(0.5)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # netron renders asynchronously
+        app.processEvents()
+        time.sleep(0.05)
+    window.grab().save(str(out / "4-graph.png"))
+    window.close()
+    print(f"wrote {', '.join(sorted(p.name for p in out.glob('*.png')))} to {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""The window, driven offscreen with pytest-qt: drop, slider readout, apply, plot selection, cancel,
+a broken file, export. Every test closes its window and leaves no worker thread running."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("PySide6")
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("QTWEBENGINE_DISABLE_SANDBOX", "1")
+
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+
+try:  # QtWebEngine must be imported before the QApplication exists
+    import PySide6.QtWebEngineWidgets  # noqa: F401
+
+    HAVE_WEBENGINE = True
+except ImportError:
+    HAVE_WEBENGINE = False
+
+from workbench.ui.main_window import MainWindow
+
+JOB_TIMEOUT_MS = 120_000
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_PROJECTS_DIR", str(tmp_path / "projects"))
+    win = MainWindow(use_webengine=False)
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    win.close()
+    assert not win.jobs.busy, "a worker thread outlived its window"
+
+
+def wait_idle(qtbot, win) -> None:
+    qtbot.waitUntil(lambda: not win.jobs.busy, timeout=JOB_TIMEOUT_MS)
+
+
+def drop(win, path: Path) -> None:
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    event = QDropEvent(
+        QPointF(200, 200), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
+    win.dropEvent(event)
+
+
+def open_demo_model(qtbot, win, demo_checkpoint) -> None:
+    drop(win, demo_checkpoint)
+    qtbot.waitUntil(lambda: win.ws.project is not None and not win.jobs.busy, timeout=JOB_TIMEOUT_MS)
+
+
+def test_empty_state_then_drop_loads_the_model(qtbot, window, demo_checkpoint):
+    assert window.center.currentWidget() is window.empty
+    open_demo_model(qtbot, window, demo_checkpoint)
+    assert window.center.currentWidget() is window.tabs
+    assert window.layers.model.rowCount() == 12
+    assert "61,706" in window.layers.summary.text()
+    assert window.tree.topLevelItemCount() == 1 and len(window.plot.points) == 1
+
+
+def test_dynamic_model_asks_for_a_shape_once(qtbot, window, mlp_onnx, monkeypatch):
+    asked = []
+    monkeypatch.setattr(window, "ask_input_shape", lambda path, model: asked.append(path) or "x=4,16")
+    drop(window, mlp_onnx)
+    qtbot.waitUntil(lambda: window.ws.project is not None and not window.jobs.busy, timeout=JOB_TIMEOUT_MS)
+    assert asked == [mlp_onnx]
+    assert window.ws.analysis().input_shapes.shapes == {"x": (4, 16)}
+
+
+def test_broken_file_shows_a_notice_and_the_app_stays_usable(qtbot, window, tmp_path, demo_checkpoint):
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"definitely not protobuf" * 20)
+    drop(window, broken)
+    wait_idle(qtbot, window)
+    assert window.notice.isVisible() and "broken.onnx" in window.notice.message.text()
+    open_demo_model(qtbot, window, demo_checkpoint)
+    assert window.ws.project is not None
+
+
+def test_slider_updates_the_readout_and_apply_adds_a_variant(qtbot, window, demo_checkpoint):
+    open_demo_model(qtbot, window, demo_checkpoint)
+    slider = window.form.sliders["sparsity"]
+    slider.setSliderDown(True)  # dragging: analysis-only readout, no evaluation yet
+    slider.setValue(800)
+    assert "sparsity <b>79" in window.readout.text() or "sparsity <b>80" in window.readout.text()
+    slider.setValue(300)
+    assert "sparsity <b>29" in window.readout.text() or "sparsity <b>30" in window.readout.text()
+    slider.setSliderDown(False)
+    slider.sliderReleased.emit()
+    qtbot.waitUntil(lambda: window.plot.preview.data.size == 1, timeout=JOB_TIMEOUT_MS)  # preview point
+    window.apply_step()
+    wait_idle(qtbot, window)
+    assert len(window.plot.points) == 2 and window.tree.topLevelItem(0).childCount() == 1
+    assert window.plot.preview.data.size == 0
+    current = window.ws.project.get(window.ws.current_id)
+    assert current.params["sparsity"] == 0.3 and current.metrics is not None
+
+
+def test_clicking_a_plot_point_selects_that_variant(qtbot, window, demo_checkpoint):
+    open_demo_model(qtbot, window, demo_checkpoint)
+    root_id = window.ws.current_id
+    window.form.sliders["sparsity"].setValue(900)
+    window.apply_step()
+    wait_idle(qtbot, window)
+    assert window.ws.current_id != root_id
+    spot = next(s for s in window.plot.scatter.points() if s.data() == root_id)
+    window.plot.scatter.sigClicked.emit(window.plot.scatter, [spot], None)
+    assert window.ws.current_id == root_id
+    assert window.tree.currentItem().data(0, Qt.ItemDataRole.UserRole) == root_id
+    assert window.layers.summary.text().count("(<b>61,706</b> non-zero")
+
+
+def test_cancel_leaves_no_partial_variant(qtbot, window, demo_checkpoint, monkeypatch):
+    import time
+
+    import workbench.workspace as workspace_module
+
+    open_demo_model(qtbot, window, demo_checkpoint)
+    real_measure = workspace_module.measure
+
+    def slow_measure(*args, task=None, **kwargs):
+        for i in range(600):  # a long measurement that honours cancel
+            task.report(i / 600, "measuring slowly")
+            time.sleep(0.01)
+        return real_measure(*args, task=task, **kwargs)
+
+    monkeypatch.setattr(workspace_module, "measure", slow_measure)
+    window.form.sliders["sparsity"].setValue(500)
+    window.preview_timer.stop()
+    window.apply_step()
+    qtbot.waitUntil(lambda: window.cancel_button.isVisible(), timeout=5000)
+    with qtbot.waitSignal(window.jobs.cancelled, timeout=JOB_TIMEOUT_MS):
+        window.cancel_button.click()
+    assert len(window.ws.variants()) == 1 and "Cancelled" in window.status_text.text()
+
+
+def test_export_writes_an_onnx_that_onnxruntime_loads(qtbot, window, demo_checkpoint, tmp_path):
+    import json
+
+    import onnxruntime as ort
+
+    open_demo_model(qtbot, window, demo_checkpoint)
+    window.export_to(tmp_path / "exports")
+    wait_idle(qtbot, window)
+    bundles = [p for p in (tmp_path / "exports").iterdir() if not p.name.startswith(".")]
+    assert len(bundles) == 1
+    session = ort.InferenceSession(str(bundles[0] / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].name == "input"
+    manifest = json.loads((bundles[0] / "manifest.json").read_text())
+    assert manifest["device"] == "cpu-onnxruntime" and manifest["metrics"]["artifact_bytes"] > 0
+    assert "Exported to" in window.notice.message.text()
+
+
+def test_layer_override_from_the_table_reaches_the_plugin(qtbot, window, demo_checkpoint):
+    open_demo_model(qtbot, window, demo_checkpoint)
+    first_conv = window.layers.model.layers[0]
+    window.layers.overrideRequested.emit(first_conv.weight_names[0], 0.0)
+    window.form.sliders["sparsity"].setValue(900)
+    window.preview_timer.stop()
+    window.apply_step()
+    wait_idle(qtbot, window)
+    assert window.ws.analysis().layers[0].sparsity == 0.0
+    assert window.ws.project.get(window.ws.current_id).params["overrides"] == {first_conv.weight_names[0]: 0.0}
+
+
+def test_window_state_is_remembered(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_PROJECTS_DIR", str(tmp_path / "projects"))
+    first = MainWindow(use_webengine=False)
+    qtbot.addWidget(first)
+    first.show()
+    first.resize(1300, 800)
+    first.splitter.setSizes([200, 700, 380])
+    qtbot.wait(50)
+    saved_size, saved_left = first.size(), first.splitter.sizes()[0]
+    first.close()
+    second = MainWindow(use_webengine=False)
+    qtbot.addWidget(second)
+    second.show()
+    qtbot.wait(50)
+    assert second.size() == saved_size
+    assert abs(second.splitter.sizes()[0] - saved_left) <= 2
+    second.close()
+
+
+@pytest.mark.skipif(not HAVE_WEBENGINE, reason="QtWebEngine is not installed")
+def test_graph_tab_embeds_netron_and_finds_the_selected_layer(qtbot, demo_onnx):
+    from workbench.ui.graph_view import GraphView
+
+    view = GraphView(use_webengine=True)
+    qtbot.addWidget(view)
+    view.resize(900, 700)
+    view.show()
+    with qtbot.waitSignal(view.web.loadFinished, timeout=60_000):
+        view.show_model(demo_onnx)
+    found: list[bool] = []
+    view.found.connect(lambda _name, ok: found.append(ok))
+
+    def netron_found_conv() -> bool:
+        if not found or not found[-1]:
+            view.find_layer("/0/0.0/Conv")
+        return bool(found and found[-1])
+
+    qtbot.waitUntil(netron_found_conv, timeout=60_000)
+    view.stop()

@@ -1,0 +1,99 @@
+"""The Graph tab: netron served on 127.0.0.1 (a free port), embedded with QtWebEngine when available."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import webbrowser
+from pathlib import Path
+
+from PySide6.QtCore import QUrl, Signal
+from PySide6.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
+
+# Selects a node by name in netron's current graph; netron keys its table by node objects.
+_FIND_JS = """(() => {{
+  const view = window.__view__; const target = view && view._target;
+  if (!target || !target._table) return false;
+  for (const key of target._table.keys()) {{
+    if (key && key.name === {name}) {{ target.scrollTo(target.select([key], 'sidebar')); return true; }}
+  }}
+  return false;
+}})()"""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class GraphView(QWidget):
+    found = Signal(str, bool)  # layer name, whether netron found it
+
+    def __init__(self, parent: QWidget | None = None, *, use_webengine: bool = True) -> None:
+        super().__init__(parent)
+        self.url: str | None = None
+        self._address: tuple[str, int] | None = None
+        self.status = QLabel("No model open.")
+        self.status.setWordWrap(True)
+        self.browser_button = QPushButton("Open graph in the system browser")
+        self.browser_button.clicked.connect(self.open_in_browser)
+        self.browser_button.setEnabled(False)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.web = None
+        if use_webengine:
+            try:
+                from PySide6.QtWebEngineWidgets import QWebEngineView
+
+                self.web = QWebEngineView()
+                layout.addWidget(self.web, 1)
+            except ImportError:
+                self.web = None
+        layout.addWidget(self.status)
+        layout.addWidget(self.browser_button)
+        if self.web is not None:
+            self.browser_button.hide()
+            self.status.hide()
+        else:
+            self.status.setText("QtWebEngine is not installed: the graph opens in your browser instead.")
+
+    def show_model(self, path: Path) -> None:
+        import netron
+
+        self.stop()
+        port = free_port()
+        self._address = ("127.0.0.1", port)
+        netron.start(str(path), address=self._address, browse=False)
+        self.url = f"http://127.0.0.1:{port}/"
+        self.browser_button.setEnabled(True)
+        if self.web is None:
+            self.status.setText(f"Graph of {path.name} served at {self.url}")
+            return
+        from PySide6.QtNetwork import QNetworkCookie
+
+        # netron asks for cookie consent on first load; the consent cookie it sets itself skips that banner.
+        cookie = QNetworkCookie(b"consent", str(int(time.time() * 1000)).encode())
+        cookie.setDomain("127.0.0.1")
+        cookie.setPath("/")
+        self.web.page().profile().cookieStore().setCookie(cookie, QUrl(self.url))
+        self.web.load(QUrl(self.url))
+
+    def find_layer(self, name: str) -> None:
+        if self.web is None or self.url is None:
+            return
+        self.web.page().runJavaScript(
+            _FIND_JS.format(name=json.dumps(name)), 0, lambda ok: self.found.emit(name, bool(ok))
+        )
+
+    def open_in_browser(self) -> None:
+        if self.url:
+            webbrowser.open(self.url)
+
+    def stop(self) -> None:
+        if self._address is not None:
+            import netron
+
+            netron.stop(self._address)
+            self._address = None

@@ -1,0 +1,556 @@
+"""The workbench window. Widgets only: every decision and computation is the core's Workspace."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QGroupBox,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QMainWindow,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QStackedWidget,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+from workbench.ui.details_panel import DetailsPanel
+from workbench.ui.graph_view import GraphView
+from workbench.ui.jobs import JobRunner
+from workbench.ui.layer_table import LayerTableView
+from workbench.ui.notice import NoticeBar
+from workbench.ui.params_form import ParamsForm
+from workbench.ui.tradeoff_plot import TradeoffPlot, quality_of
+from workbench.ui.variants_tree import VariantsTree
+
+from workbench.export import export_variant
+from workbench.loading import MODEL_SUFFIXES, load_model
+from workbench.plugin import Task
+from workbench.project import Variant
+from workbench.settings import config_dir
+from workbench.workspace import Workspace
+
+PREVIEW_DEBOUNCE_MS = 350
+
+
+def gui_settings() -> QSettings:
+    return QSettings(str(config_dir() / "gui.ini"), QSettings.Format.IniFormat)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, workspace: Workspace | None = None, *, use_webengine: bool = True) -> None:
+        super().__init__()
+        self.setWindowTitle("Model Workbench")
+        self.setAcceptDrops(True)
+        self.ws = workspace or Workspace()
+        self.jobs = JobRunner(self)
+        self.form: ParamsForm | None = None
+        self._graph_variant: str | None = None
+
+        self.notice = NoticeBar()
+        self.tree = VariantsTree()
+        self.layers = LayerTableView()
+        self.details = DetailsPanel()
+        self.graph = GraphView(use_webengine=use_webengine)
+        self.plot = TradeoffPlot()
+        self._build_plugin_panel()
+        self._build_layout()
+        self._build_menus()
+        self._build_status_bar()
+        self._connect()
+        self._restore_state()
+        self.refresh()
+
+    # --- construction -----------------------------------------------------------------------------
+    def _build_plugin_panel(self) -> None:
+        self.plugin_box = QGroupBox("Compress")
+        self.plugin_combo = QComboBox()
+        for kind in sorted({p.kind for p in self.ws.registry.plugins.values()}):
+            for plugin in sorted(
+                (p for p in self.ws.registry.plugins.values() if p.kind == kind), key=lambda p: p.title
+            ):
+                self.plugin_combo.addItem(f"{kind.value.capitalize()} · {plugin.title}", plugin.id)
+        self.form_holder = QVBoxLayout()
+        self.readout = QLabel("Move a slider to preview its effect.")
+        self.readout.setWordWrap(True)
+        self.readout.setTextFormat(Qt.TextFormat.RichText)
+        self.apply_button = QPushButton("Apply")
+        self.apply_button.setToolTip("Commit this step as a new variant (Ctrl+Return)")
+        self.discard_button = QPushButton("Discard")
+        self.discard_button.setToolTip("Drop the preview")
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.apply_button)
+        buttons.addWidget(self.discard_button)
+        layout = QVBoxLayout(self.plugin_box)
+        layout.addWidget(self.plugin_combo)
+        layout.addLayout(self.form_holder)
+        layout.addWidget(self.readout)
+        layout.addLayout(buttons)
+        layout.addStretch(1)
+
+    def _build_layout(self) -> None:
+        left = QSplitter(Qt.Orientation.Vertical)
+        left.addWidget(self.tree)
+        left.addWidget(self.plugin_box)
+        left.setSizes([300, 400])
+
+        self.empty = QWidget()
+        empty_layout = QVBoxLayout(self.empty)
+        message = QLabel(
+            "<h2>Drop a model here</h2><p>ONNX, TorchScript, torch.export (.pt2) or a state-dict checkpoint.</p>"
+        )
+        message.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        open_button = QPushButton("Open model…")
+        open_button.clicked.connect(self.choose_model)
+        demo_button = QPushButton("Load the demo (LeNet-5 on MNIST)")
+        demo_button.clicked.connect(self.open_demo)
+        empty_layout.addStretch(1)
+        empty_layout.addWidget(message)
+        for button in (open_button, demo_button):
+            row = QHBoxLayout()
+            row.addStretch(1)
+            row.addWidget(button)
+            row.addStretch(1)
+            empty_layout.addLayout(row)
+        empty_layout.addStretch(2)
+
+        layers_page = QSplitter(Qt.Orientation.Vertical)
+        layers_page.addWidget(self.layers)
+        layers_page.addWidget(self.details)
+        layers_page.setSizes([500, 220])
+        self.tabs = QTabWidget()
+        self.tabs.addTab(layers_page, "Layers")
+        self.tabs.addTab(self.graph, "Graph")
+        self.center = QStackedWidget()
+        self.center.addWidget(self.empty)
+        self.center.addWidget(self.tabs)
+
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        self.metrics_label = QLabel()
+        self.metrics_label.setWordWrap(True)
+        self.metrics_label.setTextFormat(Qt.TextFormat.RichText)
+        self.export_button = QPushButton("Export for CPU (ONNX Runtime)…")
+        self.export_button.setToolTip("Write the selected variant as a verified ONNX bundle (Ctrl+E)")
+        right_layout.addWidget(self.plot, 1)
+        right_layout.addWidget(self.metrics_label)
+        right_layout.addWidget(self.export_button)
+
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(self.center)
+        self.splitter.addWidget(right)
+        self.splitter.setSizes([320, 760, 420])
+        body = QWidget()
+        body_layout = QVBoxLayout(body)
+        body_layout.setContentsMargins(6, 6, 6, 0)
+        body_layout.addWidget(self.notice)
+        body_layout.addWidget(self.splitter, 1)
+        self.setCentralWidget(body)
+        self.resize(1500, 900)
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        self.open_action = self._action(file_menu, "&Open model…", QKeySequence.StandardKey.Open, self.choose_model)
+        self._action(file_menu, "Open &project…", "Ctrl+Shift+O", self.choose_project)
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
+        self._action(file_menu, "&New project from model…", QKeySequence.StandardKey.New, self.choose_model)
+        self._action(file_menu, "&Save project as…", QKeySequence.StandardKey.SaveAs, self.save_project_as)
+        file_menu.addSeparator()
+        self.export_action = self._action(file_menu, "&Export selected variant…", "Ctrl+E", self.choose_export)
+        file_menu.addSeparator()
+        self._action(file_menu, "&Quit", QKeySequence.StandardKey.Quit, self.close)
+        edit = self.menuBar().addMenu("&Edit")
+        self.apply_action = self._action(edit, "&Apply step", "Ctrl+Return", self.apply_step)
+        self.undo_action = self._action(edit, "&Undo (select parent variant)", QKeySequence.StandardKey.Undo, self.undo)
+        self._action(edit, "&Cancel running job", "Esc", self.jobs.cancel)
+
+    def _action(self, menu, text: str, shortcut, slot) -> QAction:
+        action = QAction(text, self)
+        action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(slot)
+        menu.addAction(action)
+        return action
+
+    def _build_status_bar(self) -> None:
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setMaximumWidth(260)
+        self.progress.hide()
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.hide()
+        self.cancel_button.clicked.connect(self.jobs.cancel)
+        self.status_text = QLabel("Ready")
+        bar = self.statusBar()
+        bar.addWidget(self.status_text, 1)
+        bar.addPermanentWidget(self.progress)
+        bar.addPermanentWidget(self.cancel_button)
+
+    def _connect(self) -> None:
+        self.jobs.started.connect(self._job_started)
+        self.jobs.progressed.connect(self._job_progress)
+        self.jobs.idle.connect(self._job_idle)
+        self.jobs.failed.connect(self._job_failed)
+        self.jobs.cancelled.connect(self._job_cancelled)
+        self.tree.variantSelected.connect(self.select_variant)
+        self.tree.renameRequested.connect(self._rename)
+        self.tree.deleteRequested.connect(self._delete)
+        self.plot.variantClicked.connect(self.select_variant)
+        self.layers.layerSelected.connect(self._layer_selected)
+        self.layers.overrideRequested.connect(self._set_override)
+        self.plugin_combo.currentIndexChanged.connect(lambda _i: self._build_form())
+        self.apply_button.clicked.connect(self.apply_step)
+        self.discard_button.clicked.connect(self.discard_preview)
+        self.export_button.clicked.connect(self.choose_export)
+        self.tabs.currentChanged.connect(lambda _i: self._sync_graph())
+        self.preview_timer = QTimer(self)
+        self.preview_timer.setSingleShot(True)
+        self.preview_timer.setInterval(PREVIEW_DEBOUNCE_MS)
+        self.preview_timer.timeout.connect(self._evaluate_preview)
+        self._build_form()
+
+    # --- state ------------------------------------------------------------------------------------
+    def _restore_state(self) -> None:
+        settings = gui_settings()
+        if geometry := settings.value("geometry"):
+            self.restoreGeometry(geometry)
+        if size := settings.value("size"):
+            self.resize(size)  # restoreGeometry clamps to small virtual screens (offscreen, VNC)
+        if state := settings.value("windowState"):
+            self.restoreState(state)
+        if splitter := settings.value("splitter"):
+            self.splitter.restoreState(splitter)
+
+    def closeEvent(self, event) -> None:
+        settings = gui_settings()
+        settings.setValue("geometry", self.saveGeometry())
+        settings.setValue("size", self.size())
+        settings.setValue("windowState", self.saveState())
+        settings.setValue("splitter", self.splitter.saveState())
+        self.preview_timer.stop()
+        self.jobs.shutdown()
+        self.graph.stop()
+        self.ws.close()
+        super().closeEvent(event)
+
+    # --- opening ----------------------------------------------------------------------------------
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.open_path(paths[0])
+
+    def choose_model(self) -> None:
+        patterns = " ".join(f"*{s}" for s in sorted(MODEL_SUFFIXES))
+        path, _ = QFileDialog.getOpenFileName(self, "Open model", "", f"Models ({patterns});;All files (*)")
+        if path:
+            self.open_path(Path(path))
+
+    def choose_project(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open project folder")
+        if folder:
+            self.open_project(Path(folder))
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for kind, opener in (("projects", self.open_project), ("models", self.open_path)):
+            for path in self.ws.recent.get(kind)[:8]:
+                self.recent_menu.addAction(f"{kind[:-1].capitalize()}: {path}", lambda p=Path(path), o=opener: o(p))
+        if self.recent_menu.isEmpty():
+            self.recent_menu.addAction("(nothing yet)").setEnabled(False)
+
+    def open_path(self, path: Path) -> None:
+        """Open a model file (or a project folder): probe for a needed input shape first, off the UI thread."""
+        if path.is_dir() and (path / "project.db").is_file():
+            self.open_project(path)
+            return
+
+        def probe(_task: Task) -> Any:
+            model = load_model(path, remember_shapes=False)
+            source = model.input_shapes.source if model.input_shapes else "default"
+            return model if source == "default" else None
+
+        self.jobs.run(f"Opening {path.name}", probe, lambda model: self._open_after_probe(path, model))
+
+    def _open_after_probe(self, path: Path, probed: Any) -> None:
+        shapes = None
+        if probed is not None:
+            shapes = self.ask_input_shape(path, probed)
+            if shapes is None:
+                self.status_text.setText("Open cancelled")
+                return
+        self.jobs.run(
+            f"Opening {path.name}",
+            lambda task: self.ws.open_model(path, input_shapes=shapes, task=task),
+            lambda _project: self._project_opened(),
+        )
+
+    def ask_input_shape(self, path: Path, model) -> str | None:
+        """Dynamic dimensions: ask once, prefilled with the default; the core remembers the answer."""
+        default = "; ".join(f"{n}={','.join(map(str, s))}" for n, s in model.input_shapes.shapes.items())
+        dims = ", ".join(spec.describe() for spec in model.dynamic_inputs)
+        text, ok = QInputDialog.getText(
+            self,
+            "Input shape",
+            f"{path.name} has dynamic dimensions ({dims}).\nConcrete input shape to analyze and measure with:",
+            text=default,
+        )
+        return text.strip() if ok and text.strip() else None
+
+    def open_project(self, folder: Path) -> None:
+        self.jobs.run(
+            f"Opening project {folder.name}", lambda _t: self.ws.open_project(folder), lambda _p: self._project_opened()
+        )
+
+    def open_demo(self) -> None:
+        self.jobs.run(
+            "Preparing the demo model", lambda task: self.ws.open_demo(task), lambda _p: self._project_opened()
+        )
+
+    def offer_reopen(self, folder: Path) -> None:
+        self.notice.show_message(
+            f"Reopen your last project, {folder.name}?",
+            level="info",
+            action=("Reopen", lambda: self.open_project(folder)),
+        )
+
+    def save_project_as(self) -> None:
+        if self.ws.project is None:
+            return
+        target, _ = QFileDialog.getSaveFileName(self, "Save project as (a new folder)")
+        if not target:
+            return
+        source = self.ws.project.folder
+
+        def copy(_task: Task) -> Path:
+            if Path(target).exists():
+                from workbench.errors import ProjectError
+
+                raise ProjectError("already exists", target)
+            staging = Path(target).with_name(f".{Path(target).name}.copying")
+            shutil.copytree(source, staging)
+            staging.rename(target)
+            return Path(target)
+
+        self.jobs.run("Saving a copy of the project", copy, lambda folder: self.open_project(folder))
+
+    def _project_opened(self) -> None:
+        self.notice.hide()
+        self._graph_variant = None
+        self.refresh()
+        project = self.ws.project
+        if project is not None:
+            self.status_text.setText(f"Project {project.folder} (saved automatically after every step)")
+
+    # --- compressing ------------------------------------------------------------------------------
+    def _build_form(self) -> None:
+        if self.form is not None:
+            self.form.setParent(None)
+            self.form.deleteLater()
+        plugin_id = self.plugin_combo.currentData()
+        if plugin_id is None:
+            self.form = None
+            return
+        self.form = ParamsForm(self.ws.plugin(plugin_id).schema())
+        self.form.changed.connect(self._params_changed)
+        self.form.committed.connect(lambda _v: self.preview_timer.start())
+        self.form_holder.addWidget(self.form)
+
+    def _params_changed(self, params: dict) -> None:
+        if self.ws.project is None:
+            return
+        try:
+            readout = self.ws.readout(self.plugin_combo.currentData(), params)
+        except Exception as exc:
+            self.readout.setText(f"<span style='color:#b3261e'>{exc}</span>")
+            return
+        self.readout.setText(
+            f"Preview (analysis only): sparsity <b>{readout.sparsity:.1%}</b> · non-zero "
+            f"<b>{readout.nonzero_params:,}</b> / {readout.params:,} · non-zero weights "
+            f"<b>{readout.nonzero_weight_bytes / 1024:,.1f} KiB</b> of {readout.weight_bytes / 1024:,.1f} KiB"
+        )
+
+    def _evaluate_preview(self) -> None:
+        if self.ws.project is None or self.form is None:
+            return
+        plugin_id, params = self.plugin_combo.currentData(), self.form.values()
+        self.jobs.run(
+            "Measuring the preview",
+            lambda task: self.ws.evaluate_preview(plugin_id, params, task),
+            lambda preview: self.plot.set_preview(preview.metrics),
+        )
+
+    def discard_preview(self) -> None:
+        self.preview_timer.stop()
+        self.ws.discard_preview()
+        self.plot.set_preview(None)
+        self.readout.setText("Preview discarded.")
+
+    def apply_step(self) -> None:
+        if self.ws.project is None or self.form is None:
+            return
+        self.preview_timer.stop()
+        plugin_id, params = self.plugin_combo.currentData(), self.form.values()
+        self.jobs.run(
+            "Applying " + self.ws.plugin(plugin_id).title,
+            lambda task: self.ws.apply(plugin_id, params, task),
+            self._applied,
+        )
+
+    def _applied(self, variant: Variant) -> None:
+        self.plot.set_preview(None)
+        self.refresh()
+        self.status_text.setText(f"Applied: {variant.name} (project saved)")
+
+    def _set_override(self, weight: str, ratio: float) -> None:
+        if self.form is None or "overrides" not in self.form.schema.get("properties", {}):
+            self.notice.show_message("The selected plugin has no per-layer settings.", level="info")
+            return
+        overrides = dict(self.form.extra.get("overrides") or {})
+        if ratio < 0:
+            overrides.pop(weight, None)
+        else:
+            overrides[weight] = ratio
+        self.form.set_extra("overrides", overrides)
+        summary = ", ".join(f"{k}: {'excluded' if v == 0 else f'{v:.0%}'}" for k, v in overrides.items()) or "none"
+        self.status_text.setText(f"Per-layer overrides: {summary}")
+
+    # --- selection --------------------------------------------------------------------------------
+    def select_variant(self, variant_id: str) -> None:
+        if self.ws.project is None or variant_id == self.ws.current_id:
+            return
+        self.ws.select(variant_id)
+        self.plot.set_preview(None)
+        self.refresh()
+
+    def undo(self) -> None:
+        if self.ws.project is None or self.ws.current_id is None:
+            return
+        parent = self.ws.project.get(self.ws.current_id).parent_id
+        if parent:
+            self.select_variant(parent)
+
+    def _rename(self, variant_id: str, name: str) -> None:
+        self.ws.rename(variant_id, name)
+        self.refresh()
+
+    def _delete(self, variant_id: str) -> None:
+        self.ws.delete(variant_id)
+        self.refresh()
+
+    def _layer_selected(self, row: int) -> None:
+        analysis = self.ws.analysis()
+        layer = analysis.layers[row]
+        self.details.show_layer(layer, self.ws.layer_weights(row))
+        self.graph.find_layer(layer.name)
+
+    # --- export -----------------------------------------------------------------------------------
+    def choose_export(self) -> None:
+        if self.ws.project is None or self.ws.current_id is None:
+            return
+        folder = QFileDialog.getExistingDirectory(self, "Export to folder")
+        if folder:
+            self.export_to(Path(folder))
+
+    def export_to(self, folder: Path) -> None:
+        project, variant_id = self.ws.require_project(), self.ws.current_id
+        assert variant_id is not None
+        self.jobs.run(
+            "Exporting for CPU (ONNX Runtime)",
+            lambda task: export_variant(project, variant_id, folder, task),
+            self._exported,
+        )
+
+    def _exported(self, bundle: Path) -> None:
+        self.notice.show_message(f"Exported to {bundle} (model.onnx, manifest.json, recipe.yaml)", level="success")
+
+    # --- refresh ----------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        has_project = self.ws.project is not None
+        self.center.setCurrentWidget(self.tabs if has_project else self.empty)
+        for widget in (self.plugin_box, self.export_button, self.export_action, self.apply_action, self.undo_action):
+            widget.setEnabled(has_project)
+        if not has_project:
+            self.tree.set_variants([], None)
+            self.plot.set_variants([], None)
+            self.layers.set_analysis(None)
+            self.metrics_label.setText("")
+            return
+        variants = self.ws.variants()
+        self.tree.set_variants(variants, self.ws.current_id)
+        self.plot.set_variants(variants, self.ws.current_id)
+        self.layers.set_analysis(self.ws.analysis())
+        self.details.show_layer(None, None)
+        current = next(v for v in variants if v.id == self.ws.current_id)
+        self.metrics_label.setText(
+            _metrics_html(current, self.ws.project.dataset.describe() if self.ws.project.dataset else "")
+        )
+        self.setWindowTitle(f"Model Workbench — {self.ws.project.meta('name')} — {current.name}")
+        self._sync_graph()
+
+    def _sync_graph(self) -> None:
+        if self.ws.project is None or self.tabs.currentWidget() is not self.graph:
+            return
+        if self._graph_variant != self.ws.current_id and self.ws.current_id is not None:
+            self._graph_variant = self.ws.current_id
+            self.graph.show_model(self.ws.project.artifact_path(self.ws.current_id))
+
+    # --- job feedback -----------------------------------------------------------------------------
+    def _job_started(self, label: str) -> None:
+        self.status_text.setText(label + "…")
+        self.progress.setValue(0)
+        self.progress.show()
+        self.cancel_button.show()
+
+    def _job_progress(self, fraction: float, message: str) -> None:
+        self.progress.setValue(int(fraction * 1000))
+        if message:
+            self.status_text.setText(f"{self.jobs.label}: {message}")
+
+    def _job_idle(self) -> None:
+        self.progress.hide()
+        self.cancel_button.hide()
+
+    def _job_failed(self, message: str, details: str) -> None:
+        self._job_idle()
+        self.status_text.setText("Failed")
+        self.notice.show_message(message, level="error", details=details)
+
+    def _job_cancelled(self, label: str) -> None:
+        self._job_idle()
+        self.status_text.setText(f"Cancelled: {label}")
+
+
+def _metrics_html(variant: Variant, dataset: str) -> str:
+    m = variant.metrics
+    if m is None:
+        return f"<b>{variant.name}</b>: not measured yet."
+    quality, label = quality_of(m)
+    rows = [
+        f"<b>{variant.name}</b>",
+        f"{label}: <b>{quality:.2f}</b>" if quality is not None else "quality: -",
+        f"size: {m.artifact_bytes:,} B ONNX · <b>{m.zip_bytes:,} B</b> zipped",
+        f"params: {m.nonzero_params:,} non-zero of {m.params:,} ({m.sparsity:.1%} sparse) · MACs {m.macs:,}",
+    ]
+    if m.latency_ms_median is not None:
+        ratio = "" if variant.is_root or m.latency_ratio is None else f" · {m.latency_ratio:.2f}× baseline"
+        rows.append(f"latency: {m.latency_ms_median:.3f} ms median, p90 {m.latency_ms_p90:.3f} ms{ratio}")
+    shapes = ", ".join(f"{name} {'×'.join(map(str, shape))}" for name, shape in m.input_shapes.items())
+    rows.append(f"<small>measured on {m.host}; data: {dataset}; input {shapes}</small>")
+    return "<br>".join(rows)

@@ -1,0 +1,277 @@
+"""The GUI's Qt-free state: the open project, the current variant and the pending preview.
+
+Every decision and computation the window needs lives here, so it is tested without Qt. Methods that
+take a ``task`` are long and meant for a worker thread; the rest are quick enough for the UI thread.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from workbench.analysis import Analysis, analyze
+from workbench.datasets import Dataset, DatasetRef, load_dataset, random_inputs_ref
+from workbench.evaluate import Metrics, measure
+from workbench.fileio import sha256_file
+from workbench.loading import load_model
+from workbench.model import Model
+from workbench.pareto import pareto_front
+from workbench.plugin import Plugin, PluginRegistry, Task, discover_plugins, run_plugin
+from workbench.project import Project, Variant
+from workbench.settings import RecentFiles
+
+GUI_LATENCY_RUNS = 30
+
+
+def projects_root() -> Path:
+    """Where new projects go: ``$WORKBENCH_PROJECTS_DIR`` (tests), else the OS data folder."""
+    import os
+
+    if override := os.environ.get("WORKBENCH_PROJECTS_DIR"):  # tests and screenshots use a scratch folder
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("model-workbench")) / "projects"
+
+
+@dataclass(frozen=True)
+class Readout:
+    """What a slider position does to the model, from analysis alone (no evaluation)."""
+
+    params: int
+    nonzero_params: int
+    sparsity: float
+    weight_bytes: int
+    nonzero_weight_bytes: int
+    macs: int
+    compute_ms: float
+
+
+@dataclass
+class Preview:
+    plugin_id: str
+    params: dict[str, Any]
+    model: Model
+    metrics: Metrics | None = None
+
+
+class Workspace:
+    def __init__(self, registry: PluginRegistry | None = None) -> None:
+        self.registry = registry or discover_plugins()
+        self.project: Project | None = None
+        self.current_id: str | None = None
+        self.preview: Preview | None = None
+        self._models: dict[str, Model] = {}
+        self._analyses: dict[str, Analysis] = {}
+        self._dataset: Dataset | None = None
+        self.recent = RecentFiles()
+
+    # --- opening ----------------------------------------------------------------------------------
+    def open_model(
+        self,
+        path: str | Path,
+        *,
+        input_shapes: Any = None,
+        dataset: DatasetRef | None = None,
+        task: Task | None = None,
+        folder: Path | None = None,
+    ) -> Project:
+        """Load a model file into a new project (the user's file is only read) and measure the baseline."""
+        task = task or Task()
+        path = Path(path)
+        task.report(0.05, f"loading {path.name}")
+        model = load_model(path, input_shapes=input_shapes)
+        folder = folder or projects_root() / f"{model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        if dataset is None:
+            shape = next(iter(model.concrete_shapes().values()))
+            dataset = random_inputs_ref(shape)
+        project = Project.create(folder, model, dataset=dataset, source_sha256=sha256_file(path))
+        self._adopt(project)
+        self.recent.add("models", path)
+        self.measure_variant(project.root.id, task.sub(0.3, 1.0))
+        return project
+
+    def open_project(self, folder: str | Path) -> Project:
+        project = Project.open(folder)
+        self._adopt(project)
+        return project
+
+    def _adopt(self, project: Project) -> None:
+        if self.project is not None:
+            self.project.close()
+        self.project = project
+        self.current_id = project.root.id
+        self.preview = None
+        self._models.clear()
+        self._analyses.clear()
+        self._dataset = None
+        self.recent.add("projects", project.folder)
+
+    def close(self) -> None:
+        if self.project is not None:
+            self.project.close()
+            self.project = None
+
+    # --- reading ----------------------------------------------------------------------------------
+    def require_project(self) -> Project:
+        if self.project is None:
+            from workbench.errors import ProjectError
+
+            raise ProjectError("no model is open")
+        return self.project
+
+    def variants(self) -> list[Variant]:
+        return self.project.variants() if self.project else []
+
+    def model(self, variant_id: str | None = None) -> Model:
+        variant_id = variant_id or self.current_id
+        assert variant_id is not None
+        if variant_id not in self._models:
+            self._models[variant_id] = self.require_project().load_model(variant_id)
+        return self._models[variant_id]
+
+    def analysis(self, variant_id: str | None = None) -> Analysis:
+        variant_id = variant_id or self.current_id
+        assert variant_id is not None
+        if variant_id not in self._analyses:
+            self._analyses[variant_id] = analyze(self.model(variant_id))
+        return self._analyses[variant_id]
+
+    def dataset(self) -> Dataset | None:
+        ref = self.require_project().dataset
+        if ref is None:
+            return None
+        if self._dataset is None or self._dataset.ref != ref:
+            self._dataset = load_dataset(ref)
+        return self._dataset
+
+    def select(self, variant_id: str) -> Variant:
+        variant = self.require_project().get(variant_id)
+        self.current_id = variant.id
+        self.preview = None
+        return variant
+
+    def pareto_ids(self, axis: str = "size") -> list[str]:
+        points = []
+        for v in self.variants():
+            m = v.metrics
+            quality = None if m is None else (m.accuracy if m.accuracy is not None else m.agreement)
+            cost = None if m is None else (m.zip_bytes if axis == "size" else m.latency_ms_median)
+            if quality is not None and cost is not None:
+                points.append((v.id, float(cost), float(quality)))
+        return pareto_front(points)
+
+    # --- compressing ------------------------------------------------------------------------------
+    def plugin(self, plugin_id: str) -> Plugin:
+        return self.registry.get(plugin_id)
+
+    def readout(self, plugin_id: str, params: dict[str, Any]) -> Readout:
+        """Apply and analyze only: fast enough to follow a slider on small and mid-size models."""
+        start = time.perf_counter()
+        plugin = self.plugin(plugin_id)
+        result = run_plugin(plugin, self.model(), params)
+        self.preview = Preview(plugin_id, dict(params), result)
+        analysis = analyze(result)
+        weight_bytes = analysis.weight_bytes
+        dense_fraction = 1.0 - analysis.sparsity
+        return Readout(
+            params=analysis.params,
+            nonzero_params=analysis.nonzero_params,
+            sparsity=analysis.sparsity,
+            weight_bytes=weight_bytes,
+            nonzero_weight_bytes=int(weight_bytes * dense_fraction),
+            macs=analysis.macs,
+            compute_ms=(time.perf_counter() - start) * 1000,
+        )
+
+    def evaluate_preview(self, plugin_id: str, params: dict[str, Any], task: Task | None = None) -> Preview:
+        """Accuracy/fidelity, latency and size of the previewed step, against the baseline."""
+        task = task or Task()
+        if self.preview is None or self.preview.plugin_id != plugin_id or self.preview.params != params:
+            result = run_plugin(self.plugin(plugin_id), self.model(), params, task.sub(0.0, 0.2))
+            self.preview = Preview(plugin_id, dict(params), result)
+        preview = self.preview
+        preview.metrics = measure(
+            preview.model,
+            baseline=self.model(self.require_project().root.id),
+            dataset=self.dataset(),
+            runs=GUI_LATENCY_RUNS,
+            task=task.sub(0.2, 1.0),
+        )
+        return preview
+
+    def discard_preview(self) -> None:
+        self.preview = None
+
+    def apply(self, plugin_id: str, params: dict[str, Any], task: Task | None = None) -> Variant:
+        """Commit the step as a variant of the current one (stored, measured), and make it current."""
+        task = task or Task()
+        project = self.require_project()
+        assert self.current_id is not None
+        preview = self.preview if self.preview and self.preview.params == params else None
+        known = {v.id for v in project.variants()}
+        variant = project.apply(self.current_id, self.plugin(plugin_id), params, task.sub(0.0, 0.3))
+        if variant.metrics is None:
+            if preview is not None and preview.metrics is not None:
+                project.set_metrics(variant.id, preview.metrics)
+            else:
+                try:
+                    self.measure_variant(variant.id, task.sub(0.3, 1.0))
+                except BaseException:
+                    if variant.id not in known:  # a cancelled or failed apply leaves no half-made variant
+                        project.delete(variant.id)
+                        self._models.pop(variant.id, None)
+                    raise
+        self.current_id = variant.id
+        self.preview = None
+        return project.get(variant.id)
+
+    def measure_variant(self, variant_id: str, task: Task | None = None) -> Metrics:
+        project = self.require_project()
+        metrics = measure(
+            self.model(variant_id),
+            baseline=self.model(project.root.id),
+            dataset=self.dataset(),
+            runs=GUI_LATENCY_RUNS,
+            task=task,
+        )
+        project.set_metrics(variant_id, metrics)
+        return metrics
+
+    def rename(self, variant_id: str, name: str) -> None:
+        self.require_project().rename(variant_id, name)
+
+    def delete(self, variant_id: str) -> None:
+        project = self.require_project()
+        doomed = {v.id for v in project.variants() if variant_id in {x.id for x in project.lineage(v.id)}}
+        project.delete(variant_id)
+        for vid in doomed:
+            self._models.pop(vid, None)
+            self._analyses.pop(vid, None)
+        if self.current_id in doomed:
+            self.current_id = project.root.id
+
+    def layer_weights(self, layer_index: int) -> Any:
+        """The first weight tensor of a layer in the current analysis, as a numpy array (or None)."""
+        from workbench.analysis import graph_weights
+
+        layer = self.analysis().layers[layer_index]
+        if not layer.weight_names:
+            return None
+        model = self.model()
+        if self.analysis().source_format == "torch" and model.torch_module is not None:
+            state = model.torch_module.state_dict()
+            tensor = state.get(layer.weight_names[0])
+            return None if tensor is None else tensor.detach().numpy()
+        return graph_weights(model.to_onnx()).get(layer.weight_names[0])
+
+    def open_demo(self, task: Task | None = None, folder: Path | None = None) -> Project:
+        """The first-start experience: the trained LeNet-5 demo on the MNIST sample's test split."""
+        from workbench.datasets import mnist_sample_ref
+        from workbench.demo import ensure_demo_model
+
+        task = task or Task()
+        checkpoint = ensure_demo_model(task.sub(0.0, 0.5))
+        return self.open_model(checkpoint, dataset=mnist_sample_ref("test"), task=task.sub(0.5, 1.0), folder=folder)
