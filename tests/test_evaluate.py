@@ -90,3 +90,14 @@ def test_snr_and_zip_helpers():
     assert snr_db(ref, ref) is None
     assert snr_db(ref, ref * 1.1) == pytest.approx(20.0, abs=0.01)
     assert zip_size(b"\0" * 100_000) < 1000 < zip_size(np.random.default_rng(0).bytes(100_000))
+
+
+def test_layer_latency_shares_cover_the_graph(demo_onnx):
+    from workbench.evaluate import layer_latency_shares
+
+    model = load_model(demo_onnx)
+    shares = layer_latency_shares(model.onnx_bytes(), model.concrete_shapes(), runs=5)
+    node_names = {n.name for n in model.onnx_proto.graph.node}
+    assert set(shares) <= node_names and "/0/0.0/Conv" in shares
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert shares["/0/0.0/Conv"] > shares["/1/1.5/Gemm"]  # 117,600 MACs vs 840

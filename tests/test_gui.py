@@ -209,3 +209,11 @@ def test_graph_tab_embeds_netron_and_finds_the_selected_layer(qtbot, demo_onnx):
 
     qtbot.waitUntil(netron_found_conv, timeout=60_000)
     view.stop()
+
+
+def test_selecting_a_layer_shows_its_histogram_and_latency_share(qtbot, window, demo_checkpoint):
+    open_demo_model(qtbot, window, demo_checkpoint)
+    window.layers.select_row(0)
+    text = window.details.title.text()
+    assert "150 weights" in text and "of kernel time" in text
+    assert window.details.bars.opts["height"].sum() == 150

@@ -25,13 +25,20 @@ class DetailsPanel(QWidget):
         layout.addWidget(self.title)
         layout.addWidget(self.plot, 1)
 
-    def show_layer(self, layer: LayerInfo | None, weights: np.ndarray | None) -> None:
+    def show_layer(
+        self, layer: LayerInfo | None, weights: np.ndarray | None, latency_share: float | None = None
+    ) -> None:
         if layer is None:
             self.title.setText("Select a layer to see its weights.")
             self.bars.setOpts(x=[], height=[])
             return
+        latency = (
+            "latency share: not measured yet"
+            if latency_share is None
+            else f"<b>{latency_share:.1%}</b> of kernel time (onnxruntime profile on this host)"
+        )
         if weights is None or weights.size == 0:
-            self.title.setText(f"<b>{layer.name}</b> ({layer.op_type}) has no weights.")
+            self.title.setText(f"<b>{layer.name}</b> ({layer.op_type}) has no weights · {latency}")
             self.bars.setOpts(x=[], height=[])
             return
         values = np.asarray(weights, dtype=np.float64).ravel()
@@ -43,5 +50,5 @@ class DetailsPanel(QWidget):
         self.title.setText(
             f"<b>{layer.name}</b> ({layer.op_type}) · {values.size:,} weights · {zeros:,} zero "
             f"({zeros / values.size:.1%}) not shown in the histogram · "
-            f"MACs {'?' if layer.macs is None else f'{layer.macs:,}'}"
+            f"MACs {'?' if layer.macs is None else f'{layer.macs:,}'} · {latency}"
         )

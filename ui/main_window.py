@@ -457,7 +457,10 @@ class MainWindow(QMainWindow):
     def _layer_selected(self, row: int) -> None:
         analysis = self.ws.analysis()
         layer = analysis.layers[row]
-        self.details.show_layer(layer, self.ws.layer_weights(row))
+        metrics = self.ws.require_project().get(self.ws.current_id).metrics if self.ws.current_id else None
+        shares = metrics.layer_latency_share if metrics else None
+        share = None if shares is None else shares.get(layer.name, 0.0 if analysis.source_format == "onnx" else None)
+        self.details.show_layer(layer, self.ws.layer_weights(row), share)
         self.graph.find_layer(layer.name)
 
     # --- export -----------------------------------------------------------------------------------

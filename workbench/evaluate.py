@@ -13,6 +13,7 @@ import statistics
 import time
 import zipfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -53,6 +54,9 @@ class Metrics(BaseModel):
     latency_ratio: float | None = Field(None, description="median latency / baseline median, same run")
     latency_runs: int | None = None
     threads: int | None = None
+    layer_latency_share: dict[str, float] | None = Field(
+        None, description="fraction of summed kernel time per node (onnxruntime profile, optimizations off)"
+    )
 
     @property
     def sparsity(self) -> float:
@@ -171,6 +175,41 @@ def _example(type_name: str, shape: tuple[int, ...], rng: np.random.Generator) -
     return np.zeros(shape, dtype=np.int64 if "int64" in type_name else np.int32)
 
 
+def layer_latency_shares(
+    model_bytes: bytes, shapes: Mapping[str, tuple[int, ...]], runs: int = 20, threads: int = DEFAULT_THREADS
+) -> dict[str, float]:
+    """Each node's share of kernel time from onnxruntime's profiler.
+
+    Graph optimizations are off so every layer keeps its own name and time; the shares describe the
+    unfused graph, which is what the layer table shows.
+    """
+    import json
+    import tempfile
+
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.enable_profiling = True
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    with tempfile.TemporaryDirectory() as tmp:
+        options.profile_file_prefix = str(Path(tmp) / "profile")
+        session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+        rng = np.random.default_rng(0)
+        feeds = {i.name: _example(i.type, tuple(shapes[i.name]), rng) for i in session.get_inputs()}
+        for _ in range(runs):
+            session.run(None, feeds)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    totals: dict[str, float] = {}
+    for event in events:
+        if event.get("cat") == "Node" and event.get("name", "").endswith("_kernel_time"):
+            name = event["name"].removesuffix("_kernel_time")
+            totals[name] = totals.get(name, 0.0) + float(event.get("dur", 0))
+    grand = sum(totals.values()) or 1.0
+    return {name: value / grand for name, value in totals.items()}
+
+
 def measure(
     model: Model,
     *,
@@ -179,6 +218,7 @@ def measure(
     runs: int = 50,
     threads: int = DEFAULT_THREADS,
     task: Task | None = None,
+    profile_layers: bool = False,
 ) -> Metrics:
     """Size, accuracy/fidelity and latency of ``model`` (and its ratio to ``baseline``)."""
     from workbench.analysis import analyze
@@ -220,5 +260,8 @@ def measure(
         if "baseline" in timed:
             metrics.baseline_latency_ms_median = timed["baseline"][0]
             metrics.latency_ratio = timed["model"][0] / timed["baseline"][0]
+        if profile_layers:
+            task.report(0.95, "profiling layers")
+            metrics.layer_latency_share = layer_latency_shares(data, shapes, threads=threads)
     task.report(1.0, "measured")
     return metrics

@@ -198,6 +198,7 @@ class Workspace:
             baseline=self.model(self.require_project().root.id),
             dataset=self.dataset(),
             runs=GUI_LATENCY_RUNS,
+            profile_layers=True,
             task=task.sub(0.2, 1.0),
         )
         return preview
@@ -235,6 +236,7 @@ class Workspace:
             baseline=self.model(project.root.id),
             dataset=self.dataset(),
             runs=GUI_LATENCY_RUNS,
+            profile_layers=True,
             task=task,
         )
         project.set_metrics(variant_id, metrics)
