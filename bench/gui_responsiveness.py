@@ -18,10 +18,12 @@ from pathlib import Path
 
 LAUNCH_SCRIPT = """
 import time; start = time.perf_counter()
+from PySide6.QtCore import QCoreApplication, Qt
 from PySide6.QtWidgets import QApplication
 from workbench.ui.main_window import MainWindow
+QCoreApplication.setAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts)
 app = QApplication([])
-window = MainWindow(use_webengine=False)
+window = MainWindow()
 window.show()
 app.processEvents()
 shown = time.perf_counter() - start

@@ -197,8 +197,8 @@ def test_graph_tab_embeds_netron_and_finds_the_selected_layer(qtbot, demo_onnx):
     qtbot.addWidget(view)
     view.resize(900, 700)
     view.show()
-    with qtbot.waitSignal(view.web.loadFinished, timeout=60_000):
-        view.show_model(demo_onnx)
+    view.show_model(demo_onnx)
+    assert view.web is not None and view.url.startswith("http://127.0.0.1:")
     found: list[bool] = []
     view.found.connect(lambda _name, ok: found.append(ok))
 

@@ -19,6 +19,10 @@ def run(paths: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    from PySide6.QtCore import QCoreApplication, Qt
+
+    # The graph's QtWebEngine view is created lazily; it needs shared GL contexts set before the app exists.
+    QCoreApplication.setAttribute(Qt.ApplicationAttribute.AA_ShareOpenGLContexts)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("Model Workbench")
     app.setOrganizationName("model-workbench")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import socket
 import time
@@ -40,24 +41,25 @@ class GraphView(QWidget):
         self.browser_button = QPushButton("Open graph in the system browser")
         self.browser_button.clicked.connect(self.open_in_browser)
         self.browser_button.setEnabled(False)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
+        self._layout = QVBoxLayout(self)
+        self._layout.setContentsMargins(0, 0, 0, 0)
         self.web = None
-        if use_webengine:
-            try:
-                from PySide6.QtWebEngineWidgets import QWebEngineView
-
-                self.web = QWebEngineView()
-                layout.addWidget(self.web, 1)
-            except ImportError:
-                self.web = None
-        layout.addWidget(self.status)
-        layout.addWidget(self.browser_button)
-        if self.web is not None:
-            self.browser_button.hide()
-            self.status.hide()
-        else:
+        # The web view is created on first use: QtWebEngine costs about a second at start-up.
+        self._webengine = use_webengine and importlib.util.find_spec("PySide6.QtWebEngineWidgets") is not None
+        self._layout.addWidget(self.status)
+        self._layout.addWidget(self.browser_button)
+        if not self._webengine:
             self.status.setText("QtWebEngine is not installed: the graph opens in your browser instead.")
+
+    def _ensure_web(self) -> None:
+        if self.web is not None or not self._webengine:
+            return
+        from PySide6.QtWebEngineWidgets import QWebEngineView
+
+        self.web = QWebEngineView()
+        self._layout.insertWidget(0, self.web, 1)
+        self.browser_button.hide()
+        self.status.hide()
 
     def show_model(self, path: Path) -> None:
         import netron
@@ -68,6 +70,7 @@ class GraphView(QWidget):
         netron.start(str(path), address=self._address, browse=False)
         self.url = f"http://127.0.0.1:{port}/"
         self.browser_button.setEnabled(True)
+        self._ensure_web()
         if self.web is None:
             self.status.setText(f"Graph of {path.name} served at {self.url}")
             return
