@@ -217,3 +217,31 @@ def test_selecting_a_layer_shows_its_histogram_and_latency_share(qtbot, window, 
     text = window.details.title.text()
     assert "150 weights" in text and "of kernel time" in text
     assert window.details.bars.opts["height"].sum() == 150
+
+
+def test_first_start_loads_the_demo_and_later_starts_offer_to_reopen(qtbot, window, demo_checkpoint, monkeypatch):
+    from workbench.ui.app import start
+
+    demo_requests = []
+    monkeypatch.setattr(window, "open_demo", lambda: demo_requests.append(True))
+    start(window, [])
+    assert demo_requests == [True]
+    open_demo_model(qtbot, window, demo_checkpoint)  # now a project is in the recent list
+    start(window, [])
+    assert window.notice.isVisible() and window.notice.action_button.text() == "Reopen"
+    assert demo_requests == [True]
+
+
+def test_plot_tooltip_shows_the_recipe_and_numbers(qtbot, window, demo_checkpoint):
+    open_demo_model(qtbot, window, demo_checkpoint)
+    window.form.sliders["sparsity"].setValue(600)
+    window.preview_timer.stop()
+    window.apply_step()
+    wait_idle(qtbot, window)
+    variant_id = window.ws.current_id
+    x, y = window.plot.points[variant_id]
+    tip = window.plot._tip(x=x, y=y, data=variant_id)
+    assert "magnitude_prune" in tip and "'sparsity': 0.6" in tip and "measured on this host" in tip
+    spots = {s.data(): s for s in window.plot.scatter.points()}
+    assert variant_id in window.plot.pareto_ids() or window.ws.project.root.id in window.plot.pareto_ids()
+    assert spots[variant_id].pos().x() == pytest.approx(x)
