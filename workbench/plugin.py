@@ -43,9 +43,11 @@ class Task:
     ``check()`` raises :class:`Cancelled` once :meth:`cancel` was called, from any thread.
     """
 
-    def __init__(self, on_progress: Callable[[float, str], None] | None = None) -> None:
+    def __init__(self, on_progress: Callable[[float, str], None] | None = None, dataset: Any = None) -> None:
         self._on_progress = on_progress
         self._cancel = threading.Event()
+        # Evaluation/calibration data (a workbench.datasets.Dataset) for plugins that need samples.
+        self.dataset = dataset
 
     @property
     def cancelled(self) -> bool:
@@ -69,7 +71,7 @@ class Task:
 
         class _Sub(Task):
             def __init__(self) -> None:
-                super().__init__(None)
+                super().__init__(None, parent.dataset)
                 self._cancel = parent._cancel
 
             def report(self, fraction: float, message: str = "") -> None:

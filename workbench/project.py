@@ -269,6 +269,7 @@ class Project:
                 name=self.meta("source_name"),
                 sha256=self.meta("source_sha256") or None,
                 input_shapes=root_inputs["shapes"],
+                dataset=self.dataset,
             ),
             steps=[RecipeStep(plugin=v.plugin_id or "", params=v.params) for v in chain[1:]],
             result_sha256=chain[-1].onnx_sha,

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from workbench.datasets import DatasetRef, load_dataset
 from workbench.errors import RecipeError
 from workbench.fileio import atomic_write_text
 from workbench.model import InputShapes, Model
@@ -28,6 +29,7 @@ class RecipeBase(BaseModel):
     name: str
     sha256: str | None = Field(None, description="sha256 of the original model file")
     input_shapes: dict[str, list[int]]
+    dataset: DatasetRef | None = Field(None, description="data that calibrating steps (static int8) used")
 
 
 class Recipe(BaseModel):
@@ -88,6 +90,8 @@ def replay(
             f"this file {model_sha256[:12]}…)",
             model.source,
         )
+    if task.dataset is None and recipe.base.dataset is not None:
+        task.dataset = load_dataset(recipe.base.dataset)
     shapes = {k: tuple(v) for k, v in recipe.base.input_shapes.items()}
     current = model.with_input_shapes(InputShapes(shapes, "user"))
     total = max(len(recipe.steps), 1)

@@ -171,7 +171,7 @@ class Workspace:
         """Apply and analyze only: fast enough to follow a slider on small and mid-size models."""
         start = time.perf_counter()
         plugin = self.plugin(plugin_id)
-        result = run_plugin(plugin, self.model(), params)
+        result = run_plugin(plugin, self.model(), params, Task(dataset=self.dataset()))
         self.preview = Preview(plugin_id, dict(params), result)
         analysis = analyze(result)
         weight_bytes = analysis.weight_bytes
@@ -189,6 +189,7 @@ class Workspace:
     def evaluate_preview(self, plugin_id: str, params: dict[str, Any], task: Task | None = None) -> Preview:
         """Accuracy/fidelity, latency and size of the previewed step, against the baseline."""
         task = task or Task()
+        task.dataset = task.dataset or self.dataset()
         if self.preview is None or self.preview.plugin_id != plugin_id or self.preview.params != params:
             result = run_plugin(self.plugin(plugin_id), self.model(), params, task.sub(0.0, 0.2))
             self.preview = Preview(plugin_id, dict(params), result)
@@ -213,6 +214,7 @@ class Workspace:
         assert self.current_id is not None
         preview = self.preview if self.preview and self.preview.params == params else None
         known = {v.id for v in project.variants()}
+        task.dataset = task.dataset or self.dataset()
         variant = project.apply(self.current_id, self.plugin(plugin_id), params, task.sub(0.0, 0.3))
         if variant.metrics is None:
             if preview is not None and preview.metrics is not None:

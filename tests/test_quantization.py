@@ -1,0 +1,128 @@
+"""int8 (static, dynamic, weight-only), fp16 and graph simplification on the demo model and on a real
+third-party model (PaddleOCR's classifier: opset 11, weights in Constant nodes, dynamic dims)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from workbench.datasets import load_dataset, mnist_sample_ref, random_inputs_ref
+from workbench.evaluate import is_weight_only_quantized, measure
+from workbench.loading import load_model
+from workbench.plugin import Task, discover_plugins, run_plugin
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return discover_plugins()
+
+
+@pytest.fixture(scope="module")
+def mnist_test():
+    return load_dataset(mnist_sample_ref("test", limit=300))
+
+
+@pytest.fixture(scope="module")
+def calibration():
+    return load_dataset(mnist_sample_ref("train", limit=128))
+
+
+def _ops(model) -> set[str]:
+    return {n.op_type for n in model.to_onnx().graph.node}
+
+
+@pytest.mark.parametrize(
+    ("params", "expected_ops"),
+    [
+        ({"mode": "static"}, {"QuantizeLinear", "DequantizeLinear"}),
+        ({"mode": "static", "quant_format": "QOperator", "per_channel": False}, {"QLinearConv"}),
+        ({"mode": "static", "calibration": "Entropy", "activations": "int8"}, {"QuantizeLinear"}),
+        ({"mode": "static", "calibration": "Percentile"}, {"QuantizeLinear"}),
+        ({"mode": "dynamic"}, {"DynamicQuantizeLinear"}),
+        ({"mode": "weight_only"}, {"DequantizeLinear"}),
+    ],
+)
+def test_int8_modes_keep_the_demo_model_accurate(
+    registry, demo_checkpoint, mnist_test, calibration, params, expected_ops
+):
+    model = load_model(demo_checkpoint)
+    quantized = run_plugin(registry.get("quantize_int8"), model, params, Task(dataset=calibration))
+    assert expected_ops <= _ops(quantized)
+    baseline = model.derive(onnx_proto=model.to_onnx())
+    metrics = measure(quantized, baseline=baseline, dataset=mnist_test, runs=0)
+    assert metrics.agreement >= 0.97 and metrics.accuracy >= 0.93
+    assert metrics.artifact_bytes < 0.4 * measure(baseline, runs=0).artifact_bytes
+
+
+def test_weight_only_int8_is_lossless_enough_and_runs_unfused(registry, demo_checkpoint, mnist_test):
+    model = load_model(demo_checkpoint)
+    stored = run_plugin(registry.get("quantize_int8"), model, {"mode": "weight_only"})
+    assert is_weight_only_quantized(stored.onnx_bytes())
+    weights = [i for i in stored.to_onnx().graph.initializer if i.name.endswith("_int8")]
+    assert weights and all(i.data_type == 3 for i in weights)  # TensorProto.INT8
+    metrics = measure(stored, baseline=model.derive(onnx_proto=model.to_onnx()), dataset=mnist_test, runs=0)
+    assert metrics.agreement >= 0.99 and metrics.snr_db > 25
+
+
+def test_static_int8_on_an_old_opset_third_party_model(registry, paddle_cls_onnx):
+    model = load_model(paddle_cls_onnx, input_shapes="1,3,48,192", remember_shapes=False)
+    data = load_dataset(random_inputs_ref((1, 3, 48, 192), 16))
+    quantized = run_plugin(
+        registry.get("quantize_int8"), model, {"mode": "static", "calibration_samples": 16}, Task(dataset=data)
+    )
+    opset = next(o.version for o in quantized.to_onnx().opset_import if o.domain in ("", "ai.onnx"))
+    assert opset >= 13  # raised from 11 so per-channel QDQ is valid
+    metrics = measure(quantized, baseline=model, dataset=data, runs=0)
+    assert metrics.snr_db > 15
+    assert metrics.artifact_bytes < 0.7 * measure(model, runs=0).artifact_bytes
+
+
+def test_fp16_halves_weights_and_keeps_float_io(registry, demo_checkpoint, mnist_test):
+    model = load_model(demo_checkpoint)
+    half = run_plugin(registry.get("quantize_fp16"), model, {})
+    proto = half.to_onnx()
+    assert proto.graph.input[0].type.tensor_type.elem_type == 1  # float32 in
+    metrics = measure(half, baseline=model.derive(onnx_proto=model.to_onnx()), dataset=mnist_test, runs=0)
+    assert metrics.agreement >= 0.99
+    assert metrics.artifact_bytes < 0.6 * measure(model, runs=0).artifact_bytes
+
+
+def test_simplify_folds_constants_without_changing_outputs(registry, paddle_cls_onnx):
+    model = load_model(paddle_cls_onnx, input_shapes="1,3,48,192", remember_shapes=False)
+    slim = run_plugin(registry.get("simplify_graph"), model, {})
+    assert len(slim.to_onnx().graph.node) < len(model.to_onnx().graph.node)
+    data = load_dataset(random_inputs_ref((1, 3, 48, 192), 8))
+    metrics = measure(slim, baseline=model, dataset=data, runs=0)
+    assert metrics.agreement == 1.0 and (metrics.snr_db is None or metrics.snr_db > 80)
+
+
+def test_a_quantizer_failure_is_a_clear_error(registry, demo_checkpoint, monkeypatch):
+    import onnxruntime.quantization as q
+
+    from workbench.errors import PluginError
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated quantizer crash")
+
+    monkeypatch.setattr(q, "quantize_static", broken)
+    with pytest.raises(PluginError, match="quantizer failed: RuntimeError: simulated quantizer crash"):
+        run_plugin(registry.get("quantize_int8"), load_model(demo_checkpoint), {"mode": "static"})
+
+
+def test_recipe_with_static_int8_replays_identically(tmp_path, registry, demo_checkpoint):
+    from workbench.fileio import sha256_bytes, sha256_file
+    from workbench.project import Project
+    from workbench.recipe import Recipe, replay
+
+    ref = mnist_sample_ref("train", limit=64)
+    with Project.create(
+        tmp_path / "p", load_model(demo_checkpoint), dataset=ref, source_sha256=sha256_file(demo_checkpoint)
+    ) as project:
+        task = Task(dataset=load_dataset(ref))
+        variant = project.apply(project.root.id, registry.get("quantize_int8"), {"mode": "static"}, task)
+        recipe_path = project.recipe(variant.id).save(tmp_path / "r.yaml")
+    recipe = Recipe.load(recipe_path)
+    assert recipe.base.dataset == ref
+    result = replay(recipe, load_model(demo_checkpoint), registry, model_sha256=sha256_file(demo_checkpoint))
+    assert sha256_bytes(result.onnx_bytes()) == variant.onnx_sha
+    np.testing.assert_equal(len(result.to_onnx().graph.node) > 0, True)
