@@ -35,7 +35,7 @@ from workbench.ui.variants_tree import VariantsTree
 
 from workbench.export import export_variant
 from workbench.loading import MODEL_SUFFIXES, load_model
-from workbench.plugin import Task
+from workbench.plugin import PluginKind, Task
 from workbench.project import Variant
 from workbench.settings import config_dir
 from workbench.workspace import Workspace
@@ -75,7 +75,8 @@ class MainWindow(QMainWindow):
     def _build_plugin_panel(self) -> None:
         self.plugin_box = QGroupBox("Compress")
         self.plugin_combo = QComboBox()
-        for kind in sorted({p.kind for p in self.ws.registry.plugins.values()}):
+        order = list(PluginKind)  # prune first: the most common first step
+        for kind in sorted({p.kind for p in self.ws.registry.plugins.values()}, key=order.index):
             for plugin in sorted(
                 (p for p in self.ws.registry.plugins.values() if p.kind == kind), key=lambda p: p.title
             ):
