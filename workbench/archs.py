@@ -88,3 +88,47 @@ def match_architecture(state: Mapping[str, torch.Tensor]) -> tuple[Architecture,
         if set(reference) == set(state) and all(tuple(reference[k].shape) == tuple(state[k].shape) for k in reference):
             return arch, kwargs
     return None
+
+
+# Size attributes that structured pruning changes; recorded so a pruned network rebuilds from tensors only.
+_SIZE_ATTRIBUTES = ("in_channels", "out_channels", "groups", "in_features", "out_features", "num_features")
+
+
+def structure_of(module: nn.Module, reference: nn.Module) -> dict[str, dict[str, int]]:
+    """Per-submodule size attributes that differ from ``reference`` (the unpruned architecture)."""
+    reference_modules = dict(reference.named_modules())
+    changed: dict[str, dict[str, int]] = {}
+    for name, sub in module.named_modules():
+        ref = reference_modules.get(name)
+        diffs = {
+            attr: int(getattr(sub, attr))
+            for attr in _SIZE_ATTRIBUTES
+            if hasattr(sub, attr) and ref is not None and getattr(sub, attr) != getattr(ref, attr)
+        }
+        if diffs:
+            changed[name] = diffs
+    return changed
+
+
+def rebuild(
+    name: str, kwargs: Mapping[str, Any], structure: Mapping[str, Mapping[str, int]], state: Mapping[str, torch.Tensor]
+) -> nn.Module:
+    """Build a built-in architecture, resize what pruning shrank, then load the weights."""
+    import torch
+
+    module = get_architecture(name).build(**kwargs)
+    for module_name, attrs in structure.items():
+        target = module.get_submodule(module_name)
+        for attr, value in attrs.items():
+            setattr(target, attr, value)
+    for key, tensor in state.items():
+        owner_name, _, leaf = key.rpartition(".")
+        owner = module.get_submodule(owner_name) if owner_name else module
+        current = getattr(owner, leaf, None)
+        if isinstance(current, torch.Tensor) and current.shape != tensor.shape:
+            if isinstance(current, torch.nn.Parameter):
+                setattr(owner, leaf, torch.nn.Parameter(torch.empty_like(tensor)))
+            else:
+                owner.register_buffer(leaf, torch.empty_like(tensor))
+    module.load_state_dict(state, strict=True)
+    return module.eval()

@@ -67,6 +67,7 @@ class ArchRef:
 
     name: str
     kwargs: dict[str, Any] = field(default_factory=dict)
+    structure: dict[str, dict[str, int]] = field(default_factory=dict)  # sizes structured pruning changed
 
 
 @dataclass(frozen=True, eq=False)

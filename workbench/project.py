@@ -290,7 +290,10 @@ class Project:
         torch_sha, arch_json = None, None
         if model.torch_module is not None and model.arch is not None:
             torch_sha = self._write_artifact(_state_dict_bytes(model), ".pt")
-            arch_json = json.dumps({"name": model.arch.name, "kwargs": model.arch.kwargs}, sort_keys=True)
+            arch_json = json.dumps(
+                {"name": model.arch.name, "kwargs": model.arch.kwargs, "structure": model.arch.structure},
+                sort_keys=True,
+            )
         shapes = model.input_shapes or InputShapes(model.concrete_shapes(), "model")
         inputs = {
             "specs": [{"name": s.name, "dtype": s.dtype, "shape": list(s.shape)} for s in model.inputs],
@@ -338,12 +341,10 @@ class Project:
     def _load_torch_artifact(self, digest: str, arch: ArchRef):
         import torch
 
-        from workbench.archs import get_architecture
+        from workbench.archs import rebuild
 
         state = torch.load(io.BytesIO(self._read_artifact(digest, ".pt")), map_location="cpu", weights_only=True)
-        module = get_architecture(arch.name).build(**arch.kwargs)
-        module.load_state_dict(state)
-        return module.eval()
+        return rebuild(arch.name, arch.kwargs, arch.structure, state)
 
 
 _COLUMNS = "id, parent_id, name, plugin_id, params_json, cache_key, onnx_sha, torch_sha, metrics_json, created_at"
