@@ -8,6 +8,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from workbench.errors import PluginError
+from workbench.onnx_prep import constants_to_initializers
 from workbench.plugin import Plugin, PluginKind, PluginParams, Task
 
 if TYPE_CHECKING:
@@ -27,6 +28,11 @@ class MagnitudePruneParams(PluginParams):
         "global",
         description="global: one magnitude threshold across all layers (small layers may lose less); "
         "per_layer: every layer loses the same fraction.",
+    )
+    pattern: Literal["unstructured", "2:4", "4:8"] = Field(
+        "unstructured",
+        description="unstructured: any weight may go; N:M keeps the N largest of every M consecutive input "
+        "weights (50 % sparsity that sparse tensor cores accelerate); sparsity and scope are then ignored",
     )
     overrides: dict[str, float] = Field(
         default_factory=dict,
@@ -76,7 +82,7 @@ class MagnitudePrune(Plugin):
         from onnx import numpy_helper
 
         proto = model.copy_onnx()
-        _constants_to_initializers(proto)
+        constants_to_initializers(proto)
         initializers = {init.name: init for init in proto.graph.initializer}
         names = _prunable_onnx_weights(proto, set(initializers))
         arrays = {name: numpy_helper.to_array(initializers[name]) for name in names}
@@ -91,25 +97,6 @@ def _is_eager(module) -> bool:
     import torch
 
     return not isinstance(module, (torch.jit.ScriptModule, torch.fx.GraphModule))
-
-
-def _constants_to_initializers(proto: onnx.ModelProto) -> None:
-    """Some exporters (Paddle, old caffe2) keep weights in Constant nodes; make them prunable initializers."""
-    wanted = {
-        n.input[i] for n in proto.graph.node if (i := _PRUNABLE_INPUTS.get(n.op_type)) is not None and len(n.input) > i
-    }
-    kept = []
-    for node in proto.graph.node:
-        value = next((a.t for a in node.attribute if a.name == "value" and a.HasField("t")), None)
-        if node.op_type == "Constant" and node.output[0] in wanted and value is not None:
-            tensor = proto.graph.initializer.add()
-            tensor.CopyFrom(value)
-            tensor.name = node.output[0]
-        else:
-            kept.append(node)
-    if len(kept) != len(proto.graph.node):
-        del proto.graph.node[:]
-        proto.graph.node.extend(kept)
 
 
 def _prunable_onnx_weights(proto: onnx.ModelProto, initializers: set[str]) -> list[str]:
@@ -131,6 +118,15 @@ def magnitude_masks(weights: dict[str, np.ndarray], params: MagnitudePruneParams
     if not weights:
         raise PluginError("the model has no Conv or Linear (Gemm/MatMul) weights to prune")
     masks: dict[str, np.ndarray] = {}
+    if params.pattern != "unstructured":
+        keep, group = (int(v) for v in params.pattern.split(":"))
+        for name, w in weights.items():
+            if params.overrides.get(name, None) == 0.0:
+                masks[name] = np.ones(w.shape, dtype=bool)
+            else:
+                masks[name] = n_of_m_mask(w, keep, group)
+        task.report(0.9, "pruned")
+        return masks
     shared = {n: w for n, w in weights.items() if n not in params.overrides}
     if params.scope == "global" and shared:
         masks.update(_smallest_removed(shared, params.sparsity))
@@ -158,3 +154,21 @@ def _smallest_removed(group: dict[str, np.ndarray], sparsity: float) -> dict[str
         masks[name] = keep[offset : offset + w.size].reshape(w.shape)
         offset += w.size
     return masks
+
+
+def n_of_m_mask(weight: np.ndarray, keep: int, group: int) -> np.ndarray:
+    """Keep the ``keep`` largest magnitudes in every ``group`` consecutive weights along the input axis.
+
+    The input axis is the last one of each output row (Conv [out, in, kh, kw] is grouped over in·kh·kw in
+    memory order, Linear [out, in] over in); a trailing remainder shorter than ``group`` stays dense.
+    """
+    rows = weight.reshape(weight.shape[0], -1)
+    usable = rows.shape[1] - rows.shape[1] % group
+    mask = np.ones(rows.shape, dtype=bool)
+    if usable:
+        blocks = np.abs(rows[:, :usable]).reshape(rows.shape[0], -1, group)
+        order = np.argsort(blocks, axis=-1, kind="stable")
+        drop = np.zeros(blocks.shape, dtype=bool)
+        np.put_along_axis(drop, order[..., : group - keep], True, axis=-1)
+        mask[:, :usable] = ~drop.reshape(rows.shape[0], usable)
+    return mask.reshape(weight.shape)

@@ -171,3 +171,22 @@ def test_task_reports_and_cancels():
     task.cancel()
     with pytest.raises(Cancelled):
         task.sub(0.0, 0.5).report(0.1)
+
+
+def test_two_of_four_sparsity_pattern(demo_checkpoint):
+    model = load_model(demo_checkpoint)
+    pruned = run_plugin(discover_plugins().get("magnitude_prune"), model, {"pattern": "2:4"})
+    fc1 = pruned.torch_module.state_dict()["1.1.weight"].numpy()  # [120, 400]: 100 groups of 4 per row
+    groups = (fc1 != 0).reshape(120, 100, 4).sum(axis=-1)
+    assert (groups == 2).all()
+    original = model.torch_module.state_dict()["1.1.weight"].numpy().reshape(120, 100, 4)
+    kept = np.abs(fc1.reshape(120, 100, 4))
+    assert np.all(kept.max(axis=-1) == np.abs(original).max(axis=-1))  # the largest always survives
+
+
+def test_four_of_eight_on_onnx_keeps_a_dense_remainder():
+    from workbench.plugins.magnitude_prune import n_of_m_mask
+
+    mask = n_of_m_mask(np.arange(1, 21, dtype=np.float32).reshape(2, 10), 4, 8)
+    assert mask[:, :8].sum() == 8 and mask[:, 8:].all()
+    assert mask[0, 4:8].all() and not mask[0, :4].any()

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from workbench.datasets import Dataset, DatasetRef
 from workbench.errors import DatasetError, WorkbenchError
 from workbench.plugin import Task
+from workbench.weight_codec import packed_weight_bytes
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -37,6 +38,9 @@ class Metrics(BaseModel):
     host: str = Field(description="where these figures were measured")
     input_shapes: dict[str, list[int]]
     artifact_bytes: int
+    packed_weight_bytes: int | None = Field(
+        None, description="weights as a codebook/low-bit packing would store them (clustering, low-bit plugins)"
+    )
     zip_bytes: int = Field(description="artifact size in a zip archive (deflate, level 9)")
     params: int
     nonzero_params: int
@@ -256,6 +260,7 @@ def measure(
         nonzero_params=analysis.nonzero_params,
         macs=analysis.macs,
         macs_complete=not analysis.macs_unknown_layers,
+        packed_weight_bytes=packed_weight_bytes(model.to_onnx()),
     )
     baseline_bytes = baseline.onnx_bytes() if baseline is not None else None
     if dataset is not None:

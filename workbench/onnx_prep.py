@@ -47,7 +47,9 @@ def ensure_opset(proto: onnx.ModelProto, minimum: int, notes: list[str]) -> onnx
 
 
 def strip_initializer_inputs(proto: onnx.ModelProto) -> None:
-    """Old exporters list weights as graph inputs; tools then treat them as user inputs."""
+    """Old exporters list weights as graph inputs; tools then treat them as user inputs. Constant-node
+    weights become initializers too, so every weight sits where graph-editing plugins look."""
+    constants_to_initializers(proto)
     weights = {init.name for init in proto.graph.initializer}
     kept = [vi for vi in proto.graph.input if vi.name not in weights]
     if len(kept) != len(proto.graph.input):
@@ -56,6 +58,26 @@ def strip_initializer_inputs(proto: onnx.ModelProto) -> None:
     kept_vi = [vi for vi in proto.graph.value_info if vi.name not in weights]
     del proto.graph.value_info[:]
     proto.graph.value_info.extend(kept_vi)
+
+
+def constants_to_initializers(proto: onnx.ModelProto) -> None:
+    """Some exporters (Paddle, caffe2) keep weights in Constant nodes; make the multi-element ones initializers
+    so weight-editing plugins see them."""
+    kept = []
+    for node in proto.graph.node:
+        value = next((a.t for a in node.attribute if a.name == "value" and a.HasField("t")), None)
+        size = 1
+        for dim in value.dims if value is not None else ():
+            size *= dim
+        if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and value is not None and size > 1:
+            tensor = proto.graph.initializer.add()
+            tensor.CopyFrom(value)
+            tensor.name = node.output[0]
+        else:
+            kept.append(node)
+    if len(kept) != len(proto.graph.node):
+        del proto.graph.node[:]
+        proto.graph.node.extend(kept)
 
 
 def simplify(proto: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto:
