@@ -48,6 +48,13 @@ class QuantizeInt8Params(PluginParams):
     calibration_samples: int = Field(128, ge=8, le=2048, description="static: samples used for calibration")
     simplify_first: bool = Field(True, description="run onnxslim before quantizing (folds constants and BN)")
     exclude: list[str] = Field(default_factory=list, description="node names to keep in float")
+    keep_most_sensitive: int = Field(
+        0,
+        ge=0,
+        le=32,
+        description="mixed precision: also keep the N layers whose int8 weights hurt most in float "
+        "(found by a per-layer sweep on the task's data)",
+    )
 
 
 class QuantizeInt8(Plugin):
@@ -67,6 +74,15 @@ class QuantizeInt8(Plugin):
             proto = simplify(proto, notes)
         if params.per_channel or params.mode == "weight_only":
             proto = ensure_opset(proto, 13, notes)
+        if params.keep_most_sensitive:
+            params = params.model_copy(
+                update={
+                    "exclude": [
+                        *params.exclude,
+                        *self._most_sensitive(model.derive(onnx_proto=proto), params.keep_most_sensitive, task),
+                    ]
+                }
+            )
         task.report(0.2, f"quantizing ({params.mode})")
         if params.mode == "weight_only":
             result = weight_only_int8(proto, per_channel=params.per_channel, exclude=set(params.exclude))
@@ -75,6 +91,16 @@ class QuantizeInt8(Plugin):
         task.report(0.9, "checking the result loads in onnxruntime")
         check_loads(result, f"int8 {params.mode} quantization")
         return model.derive(onnx_proto=result)
+
+    @staticmethod
+    def _most_sensitive(model: Model, count: int, task: Task) -> list[str]:
+        from workbench.plugin import discover_plugins
+        from workbench.sensitivity import sweep
+
+        if task.dataset is None:
+            raise PluginError("keep_most_sensitive needs evaluation data to rank layers")
+        report = sweep(model, task.dataset, discover_plugins(), sparsities=(), samples=128, task=task.sub(0.05, 0.2))
+        return report.most_sensitive_int8(count)
 
     def _ort_quantize(
         self, proto: onnx.ModelProto, model: Model, params: QuantizeInt8Params, task: Task, notes: list[str]

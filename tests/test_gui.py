@@ -245,3 +245,28 @@ def test_plot_tooltip_shows_the_recipe_and_numbers(qtbot, window, demo_checkpoin
     spots = {s.data(): s for s in window.plot.scatter.points()}
     assert variant_id in window.plot.pareto_ids() or window.ws.project.root.id in window.plot.pareto_ids()
     assert spots[variant_id].pos().x() == pytest.approx(x)
+
+
+def test_sensitivity_tab_sweeps_plots_and_fills_overrides(qtbot, window, demo_checkpoint, monkeypatch):
+    from workbench.datasets import mnist_sample_ref
+
+    monkeypatch.setattr(
+        window.ws,
+        "dataset",
+        lambda: __import__("workbench.datasets", fromlist=["x"]).load_dataset(mnist_sample_ref("test", limit=100)),
+    )
+    open_demo_model(qtbot, window, demo_checkpoint)
+    window.tabs.setCurrentWidget(window.sensitivity)
+    window.sensitivity.run_button.click()
+    wait_idle(qtbot, window)
+    assert len(window.sensitivity.plot.listDataItems()) == 5
+    assert window.ws.project.sensitivity(window.ws.current_id) is not None
+    window.sensitivity.use_button.click()
+    assert window.plugin_combo.currentData() == "magnitude_prune"
+    assert set(window.form.values()["overrides"]) == {
+        "0.0.weight",
+        "0.3.weight",
+        "1.1.weight",
+        "1.3.weight",
+        "1.5.weight",
+    }

@@ -30,6 +30,7 @@ from workbench.ui.jobs import JobRunner
 from workbench.ui.layer_table import LayerTableView
 from workbench.ui.notice import NoticeBar
 from workbench.ui.params_form import ParamsForm
+from workbench.ui.sensitivity_panel import SensitivityPanel
 from workbench.ui.tradeoff_plot import TradeoffPlot, quality_of
 from workbench.ui.variants_tree import VariantsTree
 
@@ -63,6 +64,7 @@ class MainWindow(QMainWindow):
         self.details = DetailsPanel()
         self.graph = GraphView(use_webengine=use_webengine)
         self.plot = TradeoffPlot()
+        self.sensitivity = SensitivityPanel()
         self._build_plugin_panel()
         self._build_layout()
         self._build_menus()
@@ -132,6 +134,7 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.tabs.addTab(layers_page, "Layers")
         self.tabs.addTab(self.graph, "Graph")
+        self.tabs.addTab(self.sensitivity, "Sensitivity")
         self.center = QStackedWidget()
         self.center.addWidget(self.empty)
         self.center.addWidget(self.tabs)
@@ -216,6 +219,8 @@ class MainWindow(QMainWindow):
         self.discard_button.clicked.connect(self.discard_preview)
         self.export_button.clicked.connect(self.choose_export)
         self.tabs.currentChanged.connect(lambda _i: self._sync_graph())
+        self.sensitivity.runRequested.connect(self.run_sensitivity)
+        self.sensitivity.overridesProposed.connect(self._use_overrides)
         self.preview_timer = QTimer(self)
         self.preview_timer.setSingleShot(True)
         self.preview_timer.setInterval(PREVIEW_DEBOUNCE_MS)
@@ -432,6 +437,24 @@ class MainWindow(QMainWindow):
         summary = ", ".join(f"{k}: {'excluded' if v == 0 else f'{v:.0%}'}" for k, v in overrides.items()) or "none"
         self.status_text.setText(f"Per-layer overrides: {summary}")
 
+    def run_sensitivity(self) -> None:
+        if self.ws.project is None:
+            return
+        self.jobs.run(
+            "Sensitivity sweep",
+            lambda task: self.ws.run_sensitivity(task),
+            lambda report: self.sensitivity.set_report(report),
+        )
+
+    def _use_overrides(self, overrides: dict) -> None:
+        index = self.plugin_combo.findData("magnitude_prune")
+        if index < 0:
+            return
+        self.plugin_combo.setCurrentIndex(index)
+        if self.form is not None:
+            self.form.set_extra("overrides", overrides)
+            self.status_text.setText(f"Per-layer overrides from the sweep: {len(overrides)} layers")
+
     # --- selection --------------------------------------------------------------------------------
     def select_variant(self, variant_id: str) -> None:
         if self.ws.project is None or variant_id == self.ws.current_id:
@@ -501,6 +524,7 @@ class MainWindow(QMainWindow):
         self.plot.set_variants(variants, self.ws.current_id)
         self.layers.set_analysis(self.ws.analysis())
         self.details.show_layer(None, None)
+        self.sensitivity.set_report(self.ws.project.sensitivity(self.ws.current_id))
         current = next(v for v in variants if v.id == self.ws.current_id)
         self.metrics_label.setText(
             _metrics_html(current, self.ws.project.dataset.describe() if self.ws.project.dataset else "")

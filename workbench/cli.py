@@ -104,6 +104,13 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--retrain", action="store_true", help="retrain instead of using the cached model")
     demo.set_defaults(handler=_cmd_demo)
 
+    sens = sub.add_parser("sensitivity", help="per-layer sensitivity to pruning and int8, with proposals")
+    _model_args(sens)
+    sens.add_argument("--data", required=True, help="as for eval (labels give accuracy, else agreement)")
+    sens.add_argument("--samples", type=_positive, default=256, help="samples evaluated per point")
+    sens.add_argument("--budget", type=float, default=0.01, help="allowed quality drop for proposals (0.01 = 1 pt)")
+    sens.set_defaults(handler=_cmd_sensitivity)
+
     plugins = sub.add_parser("plugins", help="list installed plugins (and any that failed to load)")
     plugins.set_defaults(handler=_cmd_plugins)
     parser._subcommands = set(sub.choices)
@@ -335,6 +342,37 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"took       {time.perf_counter() - started:.1f}s")
     result.project.close()
     return 0 if result.replay_identical else 1
+
+
+def _cmd_sensitivity(args: argparse.Namespace) -> int:
+    from workbench.datasets import dataset_ref_for_path, load_dataset
+    from workbench.plugin import discover_plugins
+    from workbench.sensitivity import sweep
+
+    model = _open_model(args)
+    dataset = load_dataset(dataset_ref_for_path(args.data))
+    with _progress("sweeping") as task:
+        report = sweep(model, dataset, discover_plugins(), samples=args.samples, task=task)
+    sparsities = list(report.layers[0].sparsity_quality) if report.layers else []
+    print(f"{report.metric} on {report.samples} samples; unmodified model: {report.baseline_quality:.2%}")
+    rows = [["layer (weight)", "params", *[f"{float(s):.0%} sparse" for s in sparsities], "int8 weights"]]
+    for layer in report.layers:
+        rows.append(
+            [
+                layer.weight,
+                f"{layer.params:,}",
+                *[f"{q:.2%}" for q in layer.sparsity_quality.values()],
+                "-" if layer.int8_quality is None else f"{layer.int8_quality:.2%}",
+            ]
+        )
+    print(_table(rows, right=set(range(1, len(rows[0])))))
+    print(f"\nwithin a {args.budget:.1%} drop per layer:")
+    print(
+        "  pruning overrides  " + ", ".join(f"{k}: {v:.0%}" for k, v in report.propose_overrides(args.budget).items())
+    )
+    keep = report.keep_float(args.budget)
+    print("  keep in float      " + (", ".join(keep) if keep else "none (every layer tolerates int8 weights)"))
+    return 0
 
 
 def _cmd_plugins(args: argparse.Namespace) -> int:

@@ -247,6 +247,20 @@ class Project:
         with self._db:
             self._db.execute("UPDATE variants SET metrics_json=? WHERE id=?", (metrics.model_dump_json(), variant_id))
 
+    def save_sensitivity(self, variant_id: str, report) -> None:
+        """Keep a variant's sensitivity sweep (a workbench.sensitivity.SensitivityReport) with the project."""
+        self.get(variant_id)
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)", (f"sensitivity:{variant_id}", report.model_dump_json())
+            )
+
+    def sensitivity(self, variant_id: str):
+        from workbench.sensitivity import SensitivityReport
+
+        text = self.meta(f"sensitivity:{variant_id}")
+        return SensitivityReport.model_validate_json(text) if text else None
+
     def rename(self, variant_id: str, name: str) -> None:
         self.get(variant_id)
         with self._db:

@@ -244,6 +244,22 @@ class Workspace:
         project.set_metrics(variant_id, metrics)
         return metrics
 
+    def run_sensitivity(self, task: Task | None = None):
+        """Sweep the current variant (on the project's data) and keep the report with the project."""
+        from workbench.sensitivity import sweep
+
+        project = self.require_project()
+        dataset = self.dataset()
+        if dataset is None:
+            from workbench.errors import DatasetError
+
+            raise DatasetError("the project has no evaluation data to sweep with")
+        variant_id = self.current_id
+        assert variant_id is not None
+        report = sweep(self.model(variant_id), dataset, self.registry, task=task)
+        project.save_sensitivity(variant_id, report)
+        return report
+
     def rename(self, variant_id: str, name: str) -> None:
         self.require_project().rename(variant_id, name)
 

@@ -1,0 +1,131 @@
+"""Per-layer sensitivity: quality against sparsity, and against int8 weights, for each layer alone.
+
+Quality is top-1 accuracy when the data has labels, else top-1 agreement with the unmodified model.
+The sweep turns into proposals for an accuracy budget: per-layer pruning ratios (magnitude pruning
+overrides) and the layers to keep in float when quantizing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from workbench.datasets import Dataset
+from workbench.evaluate import make_session, run_batches, top1
+from workbench.plugin import PluginRegistry, Task, run_plugin
+
+if TYPE_CHECKING:
+    from workbench.model import Model
+
+DEFAULT_SPARSITIES = (0.25, 0.5, 0.75, 0.9)
+
+
+class LayerSensitivity(BaseModel):
+    weight: str = Field(description="the weight tensor (magnitude-pruning override key)")
+    node: str = Field(description="the node that uses it (quantization exclude key)")
+    params: int
+    sparsity_quality: dict[str, float] = Field(description="sparsity → quality with only this layer pruned")
+    int8_quality: float | None = Field(None, description="quality with only this layer's weights in int8")
+
+
+class SensitivityReport(BaseModel):
+    metric: str = Field(description="accuracy or agreement")
+    baseline_quality: float
+    samples: int
+    layers: list[LayerSensitivity]
+
+    def propose_overrides(self, budget: float) -> dict[str, float]:
+        """Per layer, the highest swept sparsity whose quality drop stays within ``budget`` (e.g. 0.01)."""
+        proposal = {}
+        for layer in self.layers:
+            allowed = [float(s) for s, q in layer.sparsity_quality.items() if self.baseline_quality - q <= budget]
+            proposal[layer.weight] = max(allowed, default=0.0)
+        return proposal
+
+    def keep_float(self, budget: float) -> list[str]:
+        """Nodes whose int8 weights alone cost more than ``budget``: keep them in float."""
+        return [
+            layer.node
+            for layer in self.layers
+            if layer.int8_quality is not None and self.baseline_quality - layer.int8_quality > budget
+        ]
+
+    def most_sensitive_int8(self, count: int) -> list[str]:
+        measured = [layer for layer in self.layers if layer.int8_quality is not None]
+        return [layer.node for layer in sorted(measured, key=lambda layer: layer.int8_quality)[:count]]
+
+
+def sweep(
+    model: Model,
+    dataset: Dataset,
+    registry: PluginRegistry,
+    *,
+    sparsities: Sequence[float] = DEFAULT_SPARSITIES,
+    include_int8: bool = True,
+    samples: int = 256,
+    task: Task | None = None,
+) -> SensitivityReport:
+    task = task or Task()
+    onnx_model = model.derive(onnx_proto=model.to_onnx())
+    x = dataset.x[:samples]
+    labels = dataset.y[:samples] if dataset.y is not None else None
+    reference = top1(run_batches(make_session(onnx_model.onnx_bytes()), x))
+
+    def quality(candidate: Model) -> float:
+        predicted = top1(run_batches(make_session(candidate.onnx_bytes()), x))
+        return float(np.mean(predicted == (labels if labels is not None else reference)))
+
+    baseline_quality = float(np.mean(reference == labels)) if labels is not None else 1.0
+    layers = _prunable_layers(onnx_model)
+    prune = registry.get("magnitude_prune")
+    quantize = registry.get("quantize_int8") if include_int8 and "quantize_int8" in registry.plugins else None
+    results = []
+    steps = max(len(layers) * (len(sparsities) + (1 if quantize else 0)), 1)
+    done = 0
+    all_nodes = [n.name for n in onnx_model.to_onnx().graph.node]
+    for weight, node, params in layers:
+        curve = {}
+        for sparsity in sparsities:
+            task.report(done / steps, f"{node}: sparsity {sparsity:.0%}")
+            pruned = run_plugin(prune, onnx_model, {"sparsity": 0.0, "overrides": {weight: sparsity}})
+            curve[f"{sparsity:g}"] = quality(pruned)
+            done += 1
+        int8_quality = None
+        if quantize is not None:
+            task.report(done / steps, f"{node}: int8 weights")
+            others = [n for n in all_nodes if n != node]
+            quantized = run_plugin(
+                quantize, onnx_model, {"mode": "weight_only", "simplify_first": False, "exclude": others}
+            )
+            int8_quality = quality(quantized)
+            done += 1
+        results.append(
+            LayerSensitivity(weight=weight, node=node, params=params, sparsity_quality=curve, int8_quality=int8_quality)
+        )
+    task.report(1.0, "sensitivity sweep done")
+    return SensitivityReport(
+        metric="accuracy" if labels is not None else "agreement",
+        baseline_quality=baseline_quality,
+        samples=len(x),
+        layers=results,
+    )
+
+
+def _prunable_layers(model: Model) -> list[tuple[str, str, int]]:
+    """(weight name, node name, weight count) for Conv/Gemm/MatMul nodes with an initializer weight."""
+    proto = model.to_onnx()
+    sizes = {}
+    for init in proto.graph.initializer:
+        count = 1
+        for dim in init.dims:
+            count *= dim
+        sizes[init.name] = count
+    found = []
+    for node in proto.graph.node:
+        weighted = node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul") and len(node.input) > 1
+        if weighted and sizes.get(node.input[1], 0) > 1:
+            found.append((node.input[1], node.name, sizes[node.input[1]]))
+    return found
