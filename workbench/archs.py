@@ -68,6 +68,31 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 
+def _generic_kwargs(state: Mapping[str, torch.Tensor]) -> dict[str, Any] | None:
+    """num_classes from the last weight, in_channels from the first (width 1.0); verified by shape match."""
+    weights = [v for k, v in state.items() if k.endswith("weight") and v.ndim >= 2]
+    if not weights:
+        return None
+    return {"num_classes": int(weights[-1].shape[0]), "in_channels": int(weights[0].shape[1])}
+
+
+def _register_zoo() -> None:
+    from workbench.zoo import ZOO
+
+    for name, (builder, default_shape, description) in ZOO.items():
+        channels, height, width = default_shape
+        ARCHITECTURES[name] = Architecture(
+            name=name,
+            build=builder,
+            default_input_shape=lambda kw, c=channels, h=height, w=width: (1, kw.get("in_channels", c), h, w),
+            infer_kwargs=_generic_kwargs,
+            description=description,
+        )
+
+
+_register_zoo()
+
+
 def get_architecture(name: str) -> Architecture:
     from workbench.errors import WorkbenchError
 

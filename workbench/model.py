@@ -6,6 +6,7 @@ edits a model that another object can still see.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import io
 import logging
@@ -237,7 +238,13 @@ def export_torch_to_onnx(
     for route in routes:
         buffer = io.BytesIO()
         try:
-            with torch.no_grad(), warnings.catch_warnings():
+            # The TorchScript exporter prints its whole IR when it fails; keep that off the user's terminal.
+            with (
+                torch.no_grad(),
+                warnings.catch_warnings(),
+                contextlib.redirect_stdout(io.StringIO()),
+                contextlib.redirect_stderr(io.StringIO()),
+            ):
                 # The TorchScript exporter is chosen on purpose (see docstring); its deprecation notice is noise.
                 warnings.simplefilter("ignore", DeprecationWarning)
                 if route == "torchscript":
