@@ -270,3 +270,14 @@ def test_sensitivity_tab_sweeps_plots_and_fills_overrides(qtbot, window, demo_ch
         "1.3.weight",
         "1.5.weight",
     }
+
+
+def test_distillation_streams_its_loss_curve(qtbot, window, demo_checkpoint):
+    open_demo_model(qtbot, window, demo_checkpoint)
+    window.plugin_combo.setCurrentIndex(window.plugin_combo.findData("distill"))
+    window.preview_timer.stop()
+    window.apply_step()
+    wait_idle(qtbot, window)
+    assert not window.notice.isVisible(), window.notice.message.text()
+    assert window.loss_plot.isVisible() and len(window.loss_values) == 8
+    assert window.ws.project.get(window.ws.current_id).plugin_id == "distill"

@@ -18,6 +18,7 @@ from workbench.plugin import Task
 
 class _Worker(QThread):
     progressed = Signal(float, str)
+    measured = Signal(str, float)
     succeeded = Signal(object)
     failed = Signal(str, str)
     was_cancelled = Signal()
@@ -25,7 +26,10 @@ class _Worker(QThread):
     def __init__(self, fn: Callable[[Task], Any]) -> None:
         super().__init__()
         self.fn = fn
-        self.task = Task(lambda fraction, message: self.progressed.emit(fraction, message))
+        self.task = Task(
+            lambda fraction, message: self.progressed.emit(fraction, message),
+            on_metric=lambda name, value: self.measured.emit(name, value),
+        )
 
     def run(self) -> None:
         try:
@@ -43,6 +47,7 @@ class _Worker(QThread):
 class JobRunner(QObject):
     started = Signal(str)
     progressed = Signal(float, str)
+    metric = Signal(str, float)  # streamed values such as a training loss
     idle = Signal()
     failed = Signal(str, str)  # message, details
     cancelled = Signal(str)
@@ -72,6 +77,7 @@ class JobRunner(QObject):
         worker = _Worker(fn)
         self._worker, self._label = worker, label
         worker.progressed.connect(self.progressed)
+        worker.measured.connect(self.metric)
         worker.succeeded.connect(lambda result: self._finish(worker, on_done, result))
         worker.failed.connect(lambda message, details: self._fail(worker, message, details))
         worker.was_cancelled.connect(lambda: self._cancelled(worker))

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pyqtgraph as pg
 from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
@@ -87,6 +88,14 @@ class MainWindow(QMainWindow):
         self.readout = QLabel("Move a slider to preview its effect.")
         self.readout.setWordWrap(True)
         self.readout.setTextFormat(Qt.TextFormat.RichText)
+        self.loss_plot = pg.PlotWidget(background=None)
+        self.loss_plot.setMaximumHeight(130)
+        self.loss_plot.setLabel("bottom", "epoch")
+        self.loss_plot.setLabel("left", "loss")
+        self.loss_plot.setMenuEnabled(False)
+        self.loss_curve = self.loss_plot.plot([], [], pen=pg.mkPen("#e53935", width=2), symbol="o", symbolSize=5)
+        self.loss_plot.hide()
+        self.loss_values: list[float] = []
         self.apply_button = QPushButton("Apply")
         self.apply_button.setToolTip("Commit this step as a new variant (Ctrl+Return)")
         self.discard_button = QPushButton("Discard")
@@ -98,6 +107,7 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.plugin_combo)
         layout.addLayout(self.form_holder)
         layout.addWidget(self.readout)
+        layout.addWidget(self.loss_plot)
         layout.addLayout(buttons)
         layout.addStretch(1)
 
@@ -205,6 +215,7 @@ class MainWindow(QMainWindow):
     def _connect(self) -> None:
         self.jobs.started.connect(self._job_started)
         self.jobs.progressed.connect(self._job_progress)
+        self.jobs.metric.connect(self._job_metric)
         self.jobs.idle.connect(self._job_idle)
         self.jobs.failed.connect(self._job_failed)
         self.jobs.cancelled.connect(self._job_cancelled)
@@ -541,10 +552,19 @@ class MainWindow(QMainWindow):
 
     # --- job feedback -----------------------------------------------------------------------------
     def _job_started(self, label: str) -> None:
+        self.loss_values = []
+        self.loss_curve.setData([], [])
         self.status_text.setText(label + "…")
         self.progress.setValue(0)
         self.progress.show()
         self.cancel_button.show()
+
+    def _job_metric(self, name: str, value: float) -> None:
+        if name != "loss":
+            return
+        self.loss_values.append(value)
+        self.loss_curve.setData(list(range(1, len(self.loss_values) + 1)), self.loss_values)
+        self.loss_plot.show()
 
     def _job_progress(self, fraction: float, message: str) -> None:
         self.progress.setValue(int(fraction * 1000))

@@ -25,25 +25,26 @@ class Architecture:
     defaults: dict[str, Any] = field(default_factory=dict)
 
 
-def _build_lenet5(num_classes: int = 10, in_channels: int = 1) -> nn.Module:
+def _build_lenet5(num_classes: int = 10, in_channels: int = 1, width: float = 1.0) -> nn.Module:
     from torch import nn
 
+    c1, c2, f1, f2 = (max(1, round(c * width)) for c in (6, 16, 120, 84))
     # Classic LeNet-5 with ReLU and max-pooling; padding 2 gives 28x28 inputs the paper's 32x32 geometry.
     features = nn.Sequential(
-        nn.Conv2d(in_channels, 6, kernel_size=5, padding=2),
+        nn.Conv2d(in_channels, c1, kernel_size=5, padding=2),
         nn.ReLU(),
         nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, kernel_size=5),
+        nn.Conv2d(c1, c2, kernel_size=5),
         nn.ReLU(),
         nn.MaxPool2d(2),
     )
     classifier = nn.Sequential(
         nn.Flatten(),
-        nn.Linear(16 * 5 * 5, 120),
+        nn.Linear(c2 * 5 * 5, f1),
         nn.ReLU(),
-        nn.Linear(120, 84),
+        nn.Linear(f1, f2),
         nn.ReLU(),
-        nn.Linear(84, num_classes),
+        nn.Linear(f2, num_classes),
     )
     return nn.Sequential(features, classifier)
 
@@ -54,7 +55,10 @@ def _lenet5_kwargs(state: Mapping[str, torch.Tensor]) -> dict[str, Any] | None:
     first, last = state["0.0.weight"], state["1.5.weight"]
     if first.ndim != 4 or last.ndim != 2:
         return None
-    return {"num_classes": int(last.shape[0]), "in_channels": int(first.shape[1])}
+    kwargs: dict[str, Any] = {"num_classes": int(last.shape[0]), "in_channels": int(first.shape[1])}
+    if first.shape[0] != 6:
+        kwargs["width"] = first.shape[0] / 6
+    return kwargs
 
 
 ARCHITECTURES: dict[str, Architecture] = {

@@ -43,8 +43,14 @@ class Task:
     ``check()`` raises :class:`Cancelled` once :meth:`cancel` was called, from any thread.
     """
 
-    def __init__(self, on_progress: Callable[[float, str], None] | None = None, dataset: Any = None) -> None:
+    def __init__(
+        self,
+        on_progress: Callable[[float, str], None] | None = None,
+        dataset: Any = None,
+        on_metric: Callable[[str, float], None] | None = None,
+    ) -> None:
         self._on_progress = on_progress
+        self._on_metric = on_metric
         self._cancel = threading.Event()
         # Evaluation/calibration data (a workbench.datasets.Dataset) for plugins that need samples.
         self.dataset = dataset
@@ -65,13 +71,18 @@ class Task:
         if self._on_progress is not None:
             self._on_progress(min(max(fraction, 0.0), 1.0), message)
 
+    def metric(self, name: str, value: float) -> None:
+        """Stream a named value (a training loss) to whoever watches: the GUI plots it as a curve."""
+        if self._on_metric is not None:
+            self._on_metric(name, float(value))
+
     def sub(self, start: float, end: float) -> Task:
         """A view of this task whose 0..1 maps onto ``start..end`` of the parent's progress."""
         parent = self
 
         class _Sub(Task):
             def __init__(self) -> None:
-                super().__init__(None, parent.dataset)
+                super().__init__(None, parent.dataset, parent.metric)
                 self._cancel = parent._cancel
 
             def report(self, fraction: float, message: str = "") -> None:
