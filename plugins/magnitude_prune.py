@@ -34,6 +34,15 @@ class MagnitudePruneParams(PluginParams):
         description="unstructured: any weight may go; N:M keeps the N largest of every M consecutive input "
         "weights (50 % sparsity that sparse tensor cores accelerate); sparsity and scope are then ignored",
     )
+    iterations: int = Field(
+        1, ge=1, le=10, description="reach the target in this many equal steps (torch models; with fine-tuning)"
+    )
+    fine_tune_epochs: int = Field(
+        0,
+        ge=0,
+        le=20,
+        description="epochs of fine-tuning on labelled data after each step (torch models); pruned weights stay zero",
+    )
     overrides: dict[str, float] = Field(
         default_factory=dict,
         description="Per-layer sparsity by layer (weight) name, taking precedence; 0 excludes a layer.",
@@ -71,11 +80,40 @@ class MagnitudePrune(Plugin):
             for name, leaf in module.named_modules()
             if isinstance(leaf, (nn.modules.conv._ConvNd, nn.Linear)) and getattr(leaf, "weight", None) is not None
         }
-        arrays = {name: w.detach().numpy() for name, w in targets.items()}
-        masks = magnitude_masks(arrays, params, task)
-        with torch.no_grad():
-            for name, mask in masks.items():
-                targets[name].mul_(torch.from_numpy(mask.astype(np.float32)))
+        tuning = params.fine_tune_epochs > 0
+        if tuning and (task.dataset is None or task.dataset.y is None):
+            raise PluginError("fine-tuning between pruning steps needs labelled training data")
+        for step in range(1, params.iterations + 1):
+            fraction = step / params.iterations  # sparsity (and overrides) grow linearly to the target
+            scaled = params.model_copy(
+                update={
+                    "sparsity": params.sparsity * fraction,
+                    "iterations": 1,
+                    "fine_tune_epochs": 0,
+                    "overrides": {k: v * fraction for k, v in params.overrides.items()},
+                }
+            )
+            arrays = {name: w.detach().numpy() for name, w in targets.items()}
+            masks = magnitude_masks(
+                arrays, scaled, task.sub((step - 1) / params.iterations, (step - 0.5) / params.iterations)
+            )
+            with torch.no_grad():
+                for name, mask in masks.items():
+                    targets[name].mul_(torch.from_numpy(mask.astype(np.float32)))
+            if tuning:
+                from workbench.training import train
+
+                data = task.dataset
+                train(
+                    module,
+                    data.x,
+                    labels=data.y,
+                    epochs=params.fine_tune_epochs,
+                    lr=5e-4,
+                    seed=step,
+                    task=task.sub((step - 0.5) / params.iterations, step / params.iterations),
+                    keep_zero=masks,
+                )
         return model.derive(torch_module=module)
 
     def _apply_onnx(self, model: Model, params: MagnitudePruneParams, task: Task) -> Model:

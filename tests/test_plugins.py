@@ -190,3 +190,25 @@ def test_four_of_eight_on_onnx_keeps_a_dense_remainder():
     mask = n_of_m_mask(np.arange(1, 21, dtype=np.float32).reshape(2, 10), 4, 8)
     assert mask[:, :8].sum() == 8 and mask[:, 8:].all()
     assert mask[0, 4:8].all() and not mask[0, :4].any()
+
+
+def test_iterative_pruning_with_fine_tuning_recovers_accuracy(demo_checkpoint):
+    from workbench.datasets import load_dataset, mnist_sample_ref
+    from workbench.evaluate import measure
+
+    model = load_model(demo_checkpoint)
+    train_data, test_data = load_dataset(mnist_sample_ref("train")), load_dataset(mnist_sample_ref("test", limit=500))
+    prune = discover_plugins().get("magnitude_prune")
+    one_shot = run_plugin(prune, model, {"sparsity": 0.9})
+    tuned = run_plugin(
+        prune, model, {"sparsity": 0.9, "iterations": 3, "fine_tune_epochs": 2}, Task(dataset=train_data)
+    )
+    assert analyze(tuned).sparsity == pytest.approx(analyze(one_shot).sparsity, abs=0.01)  # zeros stay zero
+    acc_one_shot = measure(one_shot, dataset=test_data, runs=0).accuracy
+    acc_tuned = measure(tuned, dataset=test_data, runs=0).accuracy
+    assert acc_tuned > 0.93 and acc_tuned > acc_one_shot + 0.03
+
+
+def test_fine_tuning_without_labels_is_refused(demo_checkpoint):
+    with pytest.raises(PluginError, match="needs labelled training data"):
+        run_plugin(discover_plugins().get("magnitude_prune"), load_model(demo_checkpoint), {"fine_tune_epochs": 1})
