@@ -126,3 +126,27 @@ def test_recipe_with_static_int8_replays_identically(tmp_path, registry, demo_ch
     result = replay(recipe, load_model(demo_checkpoint), registry, model_sha256=sha256_file(demo_checkpoint))
     assert sha256_bytes(result.onnx_bytes()) == variant.onnx_sha
     np.testing.assert_equal(len(result.to_onnx().graph.node) > 0, True)
+
+
+def test_int4_weight_only_for_fully_connected_layers(registry, demo_checkpoint, mnist_test):
+    model = load_model(demo_checkpoint)
+    baseline = model.derive(onnx_proto=model.to_onnx())
+    quantized = run_plugin(registry.get("quantize_int4"), model, {"block_size": 32})
+    assert sum(n.op_type == "MatMulNBits" for n in quantized.to_onnx().graph.node) == 3
+    metrics = measure(quantized, baseline=baseline, dataset=mnist_test, runs=0)
+    assert metrics.agreement >= 0.98 and metrics.artifact_bytes < 0.3 * measure(baseline, runs=0).artifact_bytes
+
+
+def test_per_layer_quantization_error_is_reported(registry, demo_checkpoint, mnist_test, calibration):
+    from workbench.evaluate import layer_snr
+
+    model = load_model(demo_checkpoint)
+    baseline = model.derive(onnx_proto=model.to_onnx())
+    quantized = run_plugin(
+        registry.get("quantize_int8"), model, {"mode": "static", "simplify_first": False}, Task(dataset=calibration)
+    )
+    snr = layer_snr(quantized.onnx_bytes(), baseline.onnx_bytes(), mnist_test.x[:4])
+    assert "/0/0.1/Relu" in snr and "/1/1.5/Gemm" in snr  # Conv outputs fold into their ReLU's range
+    assert all(v is not None and 25 < v < 80 for v in snr.values())
+    metrics = measure(quantized, baseline=baseline, dataset=mnist_test, runs=0, profile_layers=False)
+    assert metrics.layer_snr_db is None  # only computed when asked (the GUI asks)

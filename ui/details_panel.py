@@ -26,7 +26,11 @@ class DetailsPanel(QWidget):
         layout.addWidget(self.plot, 1)
 
     def show_layer(
-        self, layer: LayerInfo | None, weights: np.ndarray | None, latency_share: float | None = None
+        self,
+        layer: LayerInfo | None,
+        weights: np.ndarray | None,
+        latency_share: float | None = None,
+        snr: str = "",
     ) -> None:
         if layer is None:
             self.title.setText("Select a layer to see its weights.")
@@ -36,7 +40,7 @@ class DetailsPanel(QWidget):
             "latency share: not measured yet"
             if latency_share is None
             else f"<b>{latency_share:.1%}</b> of kernel time (onnxruntime profile on this host)"
-        )
+        ) + (f" · {snr}" if snr else "")
         if weights is None or weights.size == 0:
             self.title.setText(f"<b>{layer.name}</b> ({layer.op_type}) has no weights · {latency}")
             self.bars.setOpts(x=[], height=[])

@@ -495,7 +495,13 @@ class MainWindow(QMainWindow):
         metrics = self.ws.require_project().get(self.ws.current_id).metrics if self.ws.current_id else None
         shares = metrics.layer_latency_share if metrics else None
         share = None if shares is None else shares.get(layer.name, 0.0 if analysis.source_format == "onnx" else None)
-        self.details.show_layer(layer, self.ws.layer_weights(row), share)
+        snr_text = ""
+        if metrics is not None and metrics.layer_snr_db is not None and layer.name in metrics.layer_snr_db:
+            value = metrics.layer_snr_db[layer.name]
+            snr_text = (
+                "output identical to the baseline" if value is None else f"output SNR vs baseline <b>{value:.1f} dB</b>"
+            )
+        self.details.show_layer(layer, self.ws.layer_weights(row), share, snr_text)
         self.graph.find_layer(layer.name)
 
     # --- export -----------------------------------------------------------------------------------

@@ -58,6 +58,9 @@ class Metrics(BaseModel):
     latency_ratio: float | None = Field(None, description="median latency / baseline median, same run")
     latency_runs: int | None = None
     threads: int | None = None
+    layer_snr_db: dict[str, float | None] | None = Field(
+        None, description="per layer: SNR of its output against the baseline's (None: identical), same inputs"
+    )
     layer_latency_share: dict[str, float] | None = Field(
         None, description="fraction of summed kernel time per node (onnxruntime profile, optimizations off)"
     )
@@ -233,6 +236,52 @@ def layer_latency_shares(
     return {name: value / grand for name, value in totals.items()}
 
 
+def layer_snr(candidate_bytes: bytes, baseline_bytes: bytes, x: np.ndarray) -> dict[str, float | None]:
+    """Per baseline node: SNR (dB) of its output in the candidate against the baseline, on the same inputs.
+
+    Layers are matched by output tensor name, which quantizers (QDQ), pruning and fp16 keep; a layer the
+    candidate renamed or removed is simply absent.
+    """
+    import onnx
+
+    base = onnx.load_from_string(baseline_bytes)
+    cand = onnx.load_from_string(candidate_bytes)
+    cand_outputs = {o for n in cand.graph.node for o in n.output}
+    # In QDQ graphs a float tensor is only what the next op sees after its DequantizeLinear (which also
+    # carries a folded ReLU's clipping), so compare there when it exists.
+    pairs: dict[str, tuple[str, str]] = {}
+    for node in base.graph.node:
+        if node.op_type == "Constant" or not node.output:
+            continue
+        tensor = node.output[0]
+        for candidate_name in (f"{tensor}_DequantizeLinear_Output", tensor):
+            if candidate_name in cand_outputs:
+                pairs[tensor] = (candidate_name, node.name or tensor)
+                break
+    if not pairs:
+        return {}
+
+    def run(proto: onnx.ModelProto, names: list[str]) -> dict[str, np.ndarray]:
+        probe = onnx.ModelProto()
+        probe.CopyFrom(proto)
+        existing = {o.name for o in probe.graph.output}
+        for name in names:
+            if name not in existing:
+                probe.graph.output.add().name = name
+        session = make_session(probe.SerializeToString())
+        feed_name = session.get_inputs()[0].name
+        return dict(zip(names, session.run(names, {feed_name: x}), strict=True))
+
+    reference = run(base, list(pairs))
+    candidate = run(cand, [c for c, _ in pairs.values()])
+    result = {}
+    for tensor, (candidate_name, node) in pairs.items():
+        a, b = np.asarray(reference[tensor]), np.asarray(candidate[candidate_name])
+        if a.shape == b.shape and np.issubdtype(a.dtype, np.floating):
+            result[node] = snr_db(a.astype(np.float32), b.astype(np.float32))
+    return result
+
+
 def measure(
     model: Model,
     *,
@@ -271,6 +320,11 @@ def measure(
         if dataset.y is not None:
             metrics.accuracy = float(np.mean(top1(outputs) == dataset.y))
         if baseline_bytes is not None:
+            if profile_layers and baseline_bytes != data:
+                try:
+                    metrics.layer_snr_db = layer_snr(data, baseline_bytes, dataset.x[:1])
+                except Exception:
+                    metrics.layer_snr_db = None
             reference = run_batches(make_session(baseline_bytes, threads), dataset.x, task.sub(0.4, 0.6))
             metrics.agreement = float(np.mean(top1(reference) == top1(outputs)))
             metrics.snr_db = snr_db(reference, outputs)
