@@ -150,3 +150,18 @@ def test_per_layer_quantization_error_is_reported(registry, demo_checkpoint, mni
     assert all(v is not None and 25 < v < 80 for v in snr.values())
     metrics = measure(quantized, baseline=baseline, dataset=mnist_test, runs=0, profile_layers=False)
     assert metrics.layer_snr_db is None  # only computed when asked (the GUI asks)
+
+
+def test_quantization_aware_training_exports_accurate_qdq(registry, demo_checkpoint, mnist_test):
+    model = load_model(demo_checkpoint)
+    train_data = load_dataset(mnist_sample_ref("train", limit=2000))
+    losses: list[float] = []
+    qat = run_plugin(
+        registry.get("qat_int8"),
+        model,
+        {"epochs": 1},
+        Task(dataset=train_data, on_metric=lambda name, value: losses.append(value)),
+    )
+    assert {"QuantizeLinear", "DequantizeLinear"} <= _ops(qat) and losses
+    metrics = measure(qat, baseline=model.derive(onnx_proto=model.to_onnx()), dataset=mnist_test, runs=0)
+    assert metrics.accuracy > 0.93 and metrics.agreement > 0.95
