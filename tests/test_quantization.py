@@ -91,6 +91,8 @@ def test_simplify_folds_constants_without_changing_outputs(registry, paddle_cls_
     model = load_model(paddle_cls_onnx, input_shapes="1,3,48,192", remember_shapes=False)
     slim = run_plugin(registry.get("simplify_graph"), model, {})
     assert len(slim.to_onnx().graph.node) < len(model.to_onnx().graph.node)
+    count_bn = lambda m: sum(n.op_type == "BatchNormalization" for n in m.to_onnx().graph.node)  # noqa: E731
+    assert count_bn(model) == 35 and count_bn(slim) < count_bn(model)  # BatchNorm folded into convolutions
     data = load_dataset(random_inputs_ref((1, 3, 48, 192), 8))
     metrics = measure(slim, baseline=model, dataset=data, runs=0)
     assert metrics.agreement == 1.0 and (metrics.snr_db is None or metrics.snr_db > 80)
@@ -165,3 +167,13 @@ def test_quantization_aware_training_exports_accurate_qdq(registry, demo_checkpo
     assert {"QuantizeLinear", "DequantizeLinear"} <= _ops(qat) and losses
     metrics = measure(qat, baseline=model.derive(onnx_proto=model.to_onnx()), dataset=mnist_test, runs=0)
     assert metrics.accuracy > 0.93 and metrics.agreement > 0.95
+
+
+def test_a_dynamo_exported_model_quantizes(registry, demo_checkpoint, mnist_test, calibration):
+    from workbench.model import export_torch_to_onnx
+
+    model = load_model(demo_checkpoint)
+    proto = export_torch_to_onnx(model.torch_module, model.inputs, model.concrete_shapes(), routes=("dynamo",))
+    dynamo_model = model.derive(onnx_proto=proto)
+    quantized = run_plugin(registry.get("quantize_int8"), dynamo_model, {"mode": "static"}, Task(dataset=calibration))
+    assert measure(quantized, baseline=dynamo_model, dataset=mnist_test, runs=0).agreement > 0.97

@@ -62,3 +62,18 @@ def test_bare_state_dict_is_recognised(tmp_path, name):
         model.arch.name == name
         and model.input_shapes.shapes["input"][1:] == ARCHITECTURES[name].default_input_shape({})[1:]
     )
+
+
+def test_cli_trains_a_built_in_architecture_as_a_starting_point(tmp_path, capsys):
+    from workbench.cli import main
+    from workbench.datasets import load_dataset, mnist_sample_ref
+    from workbench.evaluate import measure
+
+    out = tmp_path / "squeezenet.pt"
+    assert (
+        main(["train", "squeezenet", "--data", "mnist-sample", "--epochs", "3", "--width", "0.5", "-o", str(out)]) == 0
+    )
+    model = load_model(out)
+    assert model.arch.name == "squeezenet" and model.input_shapes.shapes["input"] == (1, 1, 28, 28)
+    assert measure(model, dataset=load_dataset(mnist_sample_ref("test", limit=300)), runs=0).accuracy > 0.5
+    assert "wrote" in capsys.readouterr().out

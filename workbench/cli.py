@@ -104,6 +104,16 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--retrain", action="store_true", help="retrain instead of using the cached model")
     demo.set_defaults(handler=_cmd_demo)
 
+    trainer = sub.add_parser("train", help="train a built-in architecture on labelled data (a starting point)")
+    trainer.add_argument("arch", help="built-in architecture, e.g. mobilenet_v3_small (see: workbench train --list)")
+    trainer.add_argument("--data", required=True, help="labelled data: image folder, .npz with x/y, or mnist-sample")
+    trainer.add_argument("--width", type=float, default=1.0, help="width multiplier")
+    trainer.add_argument("--epochs", type=_positive, default=8)
+    trainer.add_argument("--lr", type=float, default=0.002)
+    trainer.add_argument("-o", "--output", required=True, help="checkpoint to write (.pt, weights only)")
+    _preprocessing_args(trainer)
+    trainer.set_defaults(handler=_cmd_train)
+
     sens = sub.add_parser("sensitivity", help="per-layer sensitivity to pruning and int8, with proposals")
     _model_args(sens)
     sens.add_argument("--data", required=True, help="as for eval (labels give accuracy, else agreement)")
@@ -342,6 +352,52 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"took       {time.perf_counter() - started:.1f}s")
     result.project.close()
     return 0 if result.replay_identical else 1
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    import io
+
+    import torch
+
+    from workbench.archs import get_architecture
+    from workbench.datasets import Preprocessing, dataset_ref_for_path, load_dataset
+    from workbench.errors import DatasetError
+    from workbench.fileio import atomic_write_bytes
+    from workbench.training import train
+
+    architecture = get_architecture(args.arch)
+    prep = Preprocessing(
+        resize=_ints(args.resize, 2) if args.resize else None,
+        grayscale=args.grayscale,
+        scale=args.scale,
+        mean=_floats(args.mean),
+        std=_floats(args.std),
+        layout=args.layout,
+    )
+    from workbench.datasets import mnist_sample_ref
+
+    ref = mnist_sample_ref("train") if args.data == "mnist-sample" else dataset_ref_for_path(args.data, prep)
+    dataset = load_dataset(ref)
+    if dataset.y is None:
+        raise DatasetError("training from scratch needs labels (y)", args.data)
+    kwargs = {"num_classes": int(dataset.y.max()) + 1, "in_channels": int(dataset.x.shape[1])}
+    if args.arch != "lenet5" or args.width != 1.0:
+        kwargs["width"] = args.width
+    module = architecture.build(**kwargs)
+    with _progress("training") as task:
+        losses = train(module, dataset.x, labels=dataset.y, epochs=args.epochs, lr=args.lr, task=task)
+    buffer = io.BytesIO()
+    shape = [1, *dataset.x.shape[1:]]
+    torch.save(
+        {"arch": args.arch, "arch_kwargs": kwargs, "input_shape": shape, "state_dict": module.state_dict()}, buffer
+    )
+    atomic_write_bytes(args.output, buffer.getvalue())
+    print(
+        f"trained {args.arch} {kwargs} on {len(dataset)} samples; loss per epoch: "
+        + ", ".join(f"{v:.3f}" for v in losses)
+    )
+    print(f"wrote {args.output} (weights only; open it with workbench info/eval or the window)")
+    return 0
 
 
 def _cmd_sensitivity(args: argparse.Namespace) -> int:

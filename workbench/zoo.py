@@ -157,10 +157,16 @@ def squeezenet(num_classes: int = 10, in_channels: int = 3, width: float = 1.0) 
         _, squeeze, expand = spec
         layers.append(Fire(cin, w(squeeze), w(expand)))
         cin = 2 * w(expand)
-    head = nn.Sequential(
-        nn.Dropout(0.5), nn.Conv2d(cin, num_classes, 1), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten()
-    )
-    return nn.Sequential(nn.Sequential(*layers), head)
+    # No ReLU on the class map (unlike the paper): with it, training from scratch often dies at chance level.
+    head = nn.Sequential(nn.Dropout(0.5), nn.Conv2d(cin, num_classes, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    net = nn.Sequential(nn.Sequential(*layers), head)
+    # Without batch norm, SqueezeNet only trains from scratch with ReLU-aware init (as the reference does).
+    for module in net.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_uniform_(module.weight)
+            nn.init.zeros_(module.bias)
+    nn.init.normal_(head[1].weight, 0.0, 0.01)
+    return net
 
 
 def _channel_shuffle(x, groups: int):
