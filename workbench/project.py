@@ -391,7 +391,7 @@ def _default_name(plugin: Plugin, params: dict[str, Any]) -> str:
     """The plugin's title and the params that differ from its defaults, e.g. "Magnitude pruning (sparsity=0.9)"."""
     try:
         defaults = plugin.Params().model_dump(mode="json")
-    except Exception:  # noqa: BLE001 - a Params model with required fields has no defaults to compare with
+    except Exception:
         defaults = {}
     shown = ", ".join(f"{k}={v}" for k, v in params.items() if defaults.get(k, object()) != v and v not in ({}, []))
     return f"{plugin.title} ({shown})" if shown else plugin.title
