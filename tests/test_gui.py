@@ -154,8 +154,20 @@ def test_export_writes_an_onnx_that_onnxruntime_loads(qtbot, window, demo_checkp
     session = ort.InferenceSession(str(bundles[0] / "model.onnx"), providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].name == "input"
     manifest = json.loads((bundles[0] / "manifest.json").read_text())
-    assert manifest["device"] == "cpu-onnxruntime" and manifest["metrics"]["artifact_bytes"] > 0
-    assert "Exported to" in window.notice.message.text()
+    assert manifest["device"]["id"] == "x86-server" and manifest["metrics"]["artifact_bytes"] > 0
+    assert manifest["verification"]["passed"]
+    assert "Exported and verified" in window.notice.message.text()
+    assert window.notice.action_button.text() == "Open folder"
+
+
+def test_device_picker_shows_budgets_estimates_and_refusals(qtbot, window, demo_checkpoint):
+    open_demo_model(qtbot, window, demo_checkpoint)
+    panel = window.device_panel
+    panel.combo.setCurrentIndex(panel.combo.findData("cortex-m7"))
+    assert "Estimated on" in panel.estimates.text() and "not measured" in panel.estimates.text()
+    assert panel.export_button.isEnabled() and "int8-weights" in panel.estimates.text()
+    panel.combo.setCurrentIndex(panel.combo.findData("coral-edgetpu"))
+    assert not panel.export_button.isEnabled() and "ai-edge-torch" in panel.messages.text()
 
 
 def test_layer_override_from_the_table_reaches_the_plugin(qtbot, window, demo_checkpoint):

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 from workbench.ui.details_panel import DetailsPanel
+from workbench.ui.device_panel import DevicePanel
 from workbench.ui.graph_view import GraphView
 from workbench.ui.jobs import JobRunner
 from workbench.ui.layer_table import LayerTableView
@@ -35,7 +36,7 @@ from workbench.ui.sensitivity_panel import SensitivityPanel
 from workbench.ui.tradeoff_plot import TradeoffPlot, quality_of
 from workbench.ui.variants_tree import VariantsTree
 
-from workbench.export import export_variant
+from workbench.device_export import export_for_device, plan_export
 from workbench.loading import MODEL_SUFFIXES, load_model
 from workbench.plugin import PluginKind, Task
 from workbench.project import Variant
@@ -155,11 +156,11 @@ class MainWindow(QMainWindow):
         self.metrics_label = QLabel()
         self.metrics_label.setWordWrap(True)
         self.metrics_label.setTextFormat(Qt.TextFormat.RichText)
-        self.export_button = QPushButton("Export for CPU (ONNX Runtime)…")
-        self.export_button.setToolTip("Write the selected variant as a verified ONNX bundle (Ctrl+E)")
+        self.device_panel = DevicePanel()
+        self.export_button = self.device_panel.export_button
         right_layout.addWidget(self.plot, 1)
         right_layout.addWidget(self.metrics_label)
-        right_layout.addWidget(self.export_button)
+        right_layout.addWidget(self.device_panel)
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(left)
@@ -229,6 +230,7 @@ class MainWindow(QMainWindow):
         self.apply_button.clicked.connect(self.apply_step)
         self.discard_button.clicked.connect(self.discard_preview)
         self.export_button.clicked.connect(self.choose_export)
+        self.device_panel.deviceChanged.connect(self._update_device_plan)
         self.tabs.currentChanged.connect(lambda _i: self._sync_graph())
         self.sensitivity.runRequested.connect(self.run_sensitivity)
         self.sensitivity.overridesProposed.connect(self._use_overrides)
@@ -514,21 +516,40 @@ class MainWindow(QMainWindow):
 
     def export_to(self, folder: Path) -> None:
         project, variant_id = self.ws.require_project(), self.ws.current_id
-        assert variant_id is not None
+        device = self.device_panel.device()
+        assert variant_id is not None and device is not None
         self.jobs.run(
-            "Exporting for CPU (ONNX Runtime)",
-            lambda task: export_variant(project, variant_id, folder, task),
+            f"Exporting for {device.name}",
+            lambda task: export_for_device(project, variant_id, device, folder, task=task),
             self._exported,
         )
 
     def _exported(self, bundle: Path) -> None:
-        self.notice.show_message(f"Exported to {bundle} (model.onnx, manifest.json, recipe.yaml)", level="success")
+        from PySide6.QtCore import QUrl
+        from PySide6.QtGui import QDesktopServices
+
+        self.last_bundle = bundle
+        self.notice.show_message(
+            f"Exported and verified: {bundle}",
+            level="success",
+            action=("Open folder", lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(str(bundle)))),
+        )
+
+    def _update_device_plan(self) -> None:
+        device = self.device_panel.device()
+        if self.ws.project is None or self.ws.current_id is None or device is None:
+            self.device_panel.show_plan(None)
+            return
+        try:
+            self.device_panel.show_plan(plan_export(self.ws.project, self.ws.current_id, device))
+        except Exception as exc:
+            self.device_panel.show_error(str(exc))
 
     # --- refresh ----------------------------------------------------------------------------------
     def refresh(self) -> None:
         has_project = self.ws.project is not None
         self.center.setCurrentWidget(self.tabs if has_project else self.empty)
-        for widget in (self.plugin_box, self.export_button, self.export_action, self.apply_action, self.undo_action):
+        for widget in (self.plugin_box, self.device_panel, self.export_action, self.apply_action, self.undo_action):
             widget.setEnabled(has_project)
         if not has_project:
             self.tree.set_variants([], None)
@@ -542,6 +563,7 @@ class MainWindow(QMainWindow):
         self.layers.set_analysis(self.ws.analysis())
         self.details.show_layer(None, None)
         self.sensitivity.set_report(self.ws.project.sensitivity(self.ws.current_id))
+        self._update_device_plan()
         current = next(v for v in variants if v.id == self.ws.current_id)
         self.metrics_label.setText(
             _metrics_html(current, self.ws.project.dataset.describe() if self.ws.project.dataset else "")

@@ -7,6 +7,7 @@ Errors print one line naming the file and the reason (exit 2); no traceback reac
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import tempfile
@@ -120,6 +121,21 @@ def _build_parser() -> argparse.ArgumentParser:
     sens.add_argument("--samples", type=_positive, default=256, help="samples evaluated per point")
     sens.add_argument("--budget", type=float, default=0.01, help="allowed quality drop for proposals (0.01 = 1 pt)")
     sens.set_defaults(handler=_cmd_sensitivity)
+
+    export = sub.add_parser("export", help="export a variant for a device: converted, verified, bundled")
+    export.add_argument("source", metavar="MODEL_OR_PROJECT", help="a model file or a project folder")
+    export.add_argument("--variant", help="variant id or name in the project (default: the newest)")
+    export.add_argument("--device", required=True, help="device profile id (see: workbench devices)")
+    export.add_argument("-o", "--output", required=True, help="folder to write the bundle into")
+    export.add_argument("--fleet", choices=["greengrass", "azure"], help="also write fleet packaging")
+    export.add_argument("--data", help="verification data for a model file (default: the project's, else random)")
+    export.add_argument("--input-shape", help="input shape for a model file with dynamic dimensions")
+    export.add_argument("--arch", help=argparse.SUPPRESS)
+    export.add_argument("--trust-pickle", action="store_true", help=argparse.SUPPRESS)
+    export.set_defaults(handler=_cmd_export)
+
+    devices = sub.add_parser("devices", help="list device profiles (built in and from your config folder)")
+    devices.set_defaults(handler=_cmd_devices)
 
     plugins = sub.add_parser("plugins", help="list installed plugins (and any that failed to load)")
     plugins.set_defaults(handler=_cmd_plugins)
@@ -428,6 +444,82 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
     )
     keep = report.keep_float(args.budget)
     print("  keep in float      " + (", ".join(keep) if keep else "none (every layer tolerates int8 weights)"))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from workbench.datasets import dataset_ref_for_path
+    from workbench.device_export import export_for_device, plan_export
+    from workbench.devices import get_device
+    from workbench.fileio import sha256_file
+    from workbench.project import DB_NAME, Project
+
+    device = get_device(args.device)
+    source = Path(args.source)
+    with tempfile.TemporaryDirectory(prefix="workbench-export-") as scratch:
+        if (source / DB_NAME).is_file():
+            project = Project.open(source)
+        else:
+            model = _open_model(args, str(source))
+            dataset = dataset_ref_for_path(args.data) if args.data else None
+            project = Project.create(
+                Path(scratch) / "project", model, dataset=dataset, source_sha256=sha256_file(source)
+            )
+        with project:
+            variant = _pick_variant(project, args.variant)
+            plan = plan_export(project, variant.id, device)
+            for budget in plan.budgets:
+                print(f"{budget.label:17s} {budget.used:>14,} B of {budget.limit:>14,} B ({budget.fraction:.0%})")
+            latency = "?" if plan.latency_estimate_s is None else f"{plan.latency_estimate_s * 1000:.3f} ms"
+            print(
+                f"estimates        latency ≈ {latency}, energy ≈ {plan.energy_estimate_j * 1000:.4f} mJ per "
+                f"inference (from the profile, not measured)"
+            )
+            for warning in plan.warnings:
+                print(f"warning          {warning}")
+            with _progress("exporting") as task:
+                bundle = export_for_device(project, variant.id, device, args.output, fleet=args.fleet, task=task)
+    report = json.loads((bundle / "report.json").read_text())
+    verification = report["verification"]
+    print(f"verified         {verification['summary'] if verification else 'nothing runnable here'}")
+    for item in report["not_run_here"]:
+        print(f"not run here     {item}")
+    print(f"bundle           {bundle}")
+    return 0
+
+
+def _pick_variant(project, wanted: str | None):
+    from workbench.errors import ProjectError
+
+    variants = project.variants()
+    if wanted is None:
+        return variants[-1]
+    for variant in variants:
+        if wanted in (variant.id, variant.name):
+            return variant
+    raise ProjectError(f"no variant '{wanted}' (ids: {', '.join(v.id for v in variants)})", project.folder)
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from workbench.devices import load_devices, user_devices_dir
+
+    profiles, problems = load_devices()
+    rows = [["id", "name", "runtime", "precisions", "storage", "RAM"]]
+    for profile in profiles.values():
+        rows.append(
+            [
+                profile.id,
+                profile.name,
+                profile.runtime,
+                ",".join(profile.precisions),
+                _bytes(profile.storage_bytes),
+                _bytes(profile.ram_bytes),
+            ]
+        )
+    print(_table(rows))
+    print(f"\nyour own profiles: {user_devices_dir()}/*.yaml")
+    for problem in problems:
+        print(f"skipped    {problem}")
     return 0
 
 

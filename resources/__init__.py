@@ -1,0 +1,1 @@
+"""Packaged data (installed as ``workbench.resources``): device profiles in ``devices/*.yaml``."""

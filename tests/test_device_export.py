@@ -1,0 +1,146 @@
+"""Device profiles and one-click export: every built-in target from the demo variant, parity checked
+where the runtime runs here, each refusal, atomicity, and an independent check of the bundle."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workbench.datasets import mnist_sample_ref
+from workbench.device_export import ExportRefused, export_for_device, plan_export
+from workbench.devices import load_devices
+from workbench.errors import Cancelled, WorkbenchError
+from workbench.loading import load_model
+from workbench.plugin import Task, discover_plugins
+from workbench.project import Project
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, demo_checkpoint):
+    folder = tmp_path_factory.mktemp("devices") / "project"
+    with Project.create(folder, load_model(demo_checkpoint), dataset=mnist_sample_ref("test", limit=200)) as p:
+        pruned = p.apply(p.root.id, discover_plugins().get("magnitude_prune"), {"sparsity": 0.5})
+        yield p, pruned.id
+
+
+def test_built_in_profiles_validate_and_cover_the_targets():
+    profiles, problems = load_devices()
+    assert not problems
+    assert {
+        "x86-server",
+        "raspberry-pi-4",
+        "raspberry-pi-5",
+        "phone",
+        "jetson-orin",
+        "intel-openvino",
+        "coral-edgetpu",
+        "cortex-m7",
+    } <= set(profiles)
+    assert all(p.throughput_source and p.energy_source for p in profiles.values())
+
+
+def test_a_broken_user_profile_is_reported_not_fatal(tmp_path):
+    (tmp_path / "mine.yaml").write_text("id: my-board\nname: x\n")
+    (tmp_path / "good.yaml").write_text(
+        (ROOT / "resources/devices/raspberry_pi_4.yaml").read_text().replace("id: raspberry-pi-4", "id: my-pi")
+    )
+    profiles, problems = load_devices(tmp_path)
+    assert "my-pi" in profiles and len(problems) == 1 and "mine.yaml" in problems[0]
+
+
+EXPECTED_FILES = {
+    "x86-server": {"model.onnx"},
+    "raspberry-pi-4": {"model.onnx"},
+    "raspberry-pi-5": {"model.onnx"},
+    "phone": {"model.ort", "required_operators.config"},
+    "jetson-orin": {"model_fp16.onnx", "build_engine.sh"},
+    "intel-openvino": {"openvino/model.xml", "openvino/model.bin"},
+    "cortex-m7": {"model_weights.h", "model_int8_weights.onnx"},
+}
+
+
+@pytest.mark.parametrize("device_id", sorted(EXPECTED_FILES))
+def test_export_to_every_target_that_runs_here(project, tmp_path, device_id):
+    p, variant_id = project
+    device = load_devices()[0][device_id]
+    bundle = export_for_device(p, variant_id, device, tmp_path)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    assert EXPECTED_FILES[device_id] <= set(manifest["files"])
+    assert {"README.md", "report.json", "recipe.yaml"} <= set(manifest["files"])
+    assert manifest["verification"]["passed"] and manifest["verification"]["samples"] == 64
+    assert manifest["preprocessing"]["mean"] == [0.1307] and manifest["inputs"][0]["name"] == "input"
+    # the independent checker agrees with the manifest
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench/verify_bundle.py"), str(bundle), "--runs", "5"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all checks passed" in result.stdout
+
+
+def test_coral_is_refused_with_the_reason_before_anything_is_written(project, tmp_path):
+    p, variant_id = project
+    with pytest.raises(ExportRefused, match="ai-edge-torch"):
+        export_for_device(p, variant_id, load_devices()[0]["coral-edgetpu"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_budget_refusal_suggests_the_fix(project):
+    p, variant_id = project
+    tiny = load_devices()[0]["raspberry-pi-4"].model_copy(update={"storage_bytes": 100_000})
+    plan = plan_export(p, variant_id, tiny)
+    assert not plan.ok and "quantize to int8 first" in plan.refusals[0]
+    tiny_ram = tiny.model_copy(update={"storage_bytes": 10**9, "ram_bytes": 1000})
+    assert "RAM budget" in plan_export(p, variant_id, tiny_ram).refusals[0]
+
+
+def test_unsupported_operator_is_refused(tmp_path, paddle_cls_onnx):
+    with Project.create(tmp_path / "p", load_model(paddle_cls_onnx, input_shapes="1,3,48,192")) as p:
+        plan = plan_export(p, p.root.id, load_devices()[0]["cortex-m7"])
+    assert not plan.ok and "HardSigmoid" in plan.refusals[0]
+
+
+def test_interrupted_export_leaves_nothing(project, tmp_path):
+    p, variant_id = project
+    task = Task(lambda fraction, message: task.cancel() if fraction >= 0.5 else None)
+    with pytest.raises(Cancelled):
+        export_for_device(p, variant_id, load_devices()[0]["x86-server"], tmp_path, task=task)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fleet_packaging(project, tmp_path):
+    import yaml
+
+    p, variant_id = project
+    bundle = export_for_device(p, variant_id, load_devices()[0]["raspberry-pi-5"], tmp_path, fleet="greengrass")
+    recipe = yaml.safe_load((bundle / "fleet" / "greengrass-recipe.yaml").read_text())
+    assert recipe["Manifests"][0]["Artifacts"][0]["Algorithm"] == "SHA-256"
+    bundle = export_for_device(p, variant_id, load_devices()[0]["x86-server"], tmp_path, fleet="azure")
+    assert "modulesContent" in json.loads((bundle / "fleet" / "azure-iot-edge-deployment.json").read_text())
+
+
+def test_cli_export_and_devices(tmp_path, demo_checkpoint, capsys):
+    from workbench.cli import main
+
+    assert main(["devices"]) == 0
+    assert "cortex-m7" in capsys.readouterr().out
+    assert main(["export", str(demo_checkpoint), "--device", "phone", "-o", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "verified" in out and "model storage" in out and "(from the profile, not measured)" in out
+    assert main(["export", str(demo_checkpoint), "--device", "coral-edgetpu", "-o", str(tmp_path / "x")]) == 2
+    assert "ai-edge-torch" in capsys.readouterr().err
+
+
+def test_existing_bundle_is_not_overwritten(project, tmp_path):
+    p, variant_id = project
+    device = load_devices()[0]["x86-server"]
+    export_for_device(p, variant_id, device, tmp_path)
+    with pytest.raises(WorkbenchError, match="already exists"):
+        export_for_device(p, variant_id, device, tmp_path)
