@@ -52,7 +52,7 @@ class DevicePanel(QGroupBox):
         for bar, budget in zip((self.storage_bar, self.ram_bar), plan.budgets, strict=True):
             percent = budget.fraction * 100
             bar.setValue(min(round(percent), 100))
-            bar.setFormat(f"{budget.used / 1024:,.0f} KiB of {budget.limit / 1024:,.0f} KiB ({percent:.0f} %)")
+            bar.setFormat(f"{_human(budget.used)} of {_human(budget.limit)} ({percent:.0f} %)")
             bar.setStyleSheet(
                 "QProgressBar::chunk { background: %s; }" % ("#c62828" if budget.fraction > 1 else "#2e7d32")
             )
@@ -70,3 +70,12 @@ class DevicePanel(QGroupBox):
     def show_error(self, message: str) -> None:
         self.messages.setText(f"<span style='color:#b3261e'>{message}</span>")
         self.export_button.setEnabled(False)
+
+
+def _human(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
