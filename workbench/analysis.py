@@ -295,15 +295,11 @@ def _shapes_from_runtime(
     notes: list[str],
 ) -> None:
     """Settle shapes static inference left open by running the graph once on zeros at the given shapes."""
-    import onnx
     import onnxruntime as ort
 
-    probe = onnx.ModelProto()
-    probe.CopyFrom(proto)
-    existing = {o.name for o in probe.graph.output}
-    for name in names:
-        if name not in existing:
-            probe.graph.output.add().name = name
+    from workbench.onnx_prep import with_outputs
+
+    probe = with_outputs(proto, names)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor
     options.log_severity_level = 3

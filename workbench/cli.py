@@ -258,19 +258,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from workbench.datasets import DatasetRef, Preprocessing, dataset_ref_for_path, load_dataset
+    from workbench.datasets import DatasetRef, dataset_ref_for_path, load_dataset
     from workbench.evaluate import measure
 
     model = _open_model(args)
     baseline = _open_model(args, args.baseline) if args.baseline else None
-    prep = Preprocessing(
-        resize=_ints(args.resize, 2) if args.resize else None,
-        grayscale=args.grayscale,
-        scale=args.scale,
-        mean=_floats(args.mean),
-        std=_floats(args.std),
-        layout=args.layout,
-    )
+    prep = _preprocessing(args)
     ref = dataset_ref_for_path(args.data, None if args.data == "mnist-sample" else prep)
     if args.limit:
         ref = DatasetRef(**(ref.model_dump() | {"limit": args.limit}))
@@ -376,20 +369,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from workbench.archs import get_architecture
-    from workbench.datasets import Preprocessing, dataset_ref_for_path, load_dataset
+    from workbench.datasets import dataset_ref_for_path, load_dataset
     from workbench.errors import DatasetError
     from workbench.fileio import atomic_write_bytes
     from workbench.training import train
 
     architecture = get_architecture(args.arch)
-    prep = Preprocessing(
-        resize=_ints(args.resize, 2) if args.resize else None,
-        grayscale=args.grayscale,
-        scale=args.scale,
-        mean=_floats(args.mean),
-        std=_floats(args.std),
-        layout=args.layout,
-    )
+    prep = _preprocessing(args)
     from workbench.datasets import mnist_sample_ref
 
     ref = mnist_sample_ref("train") if args.data == "mnist-sample" else dataset_ref_for_path(args.data, prep)
@@ -620,6 +606,19 @@ def _non_negative(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got '{text}'")
     return value
+
+
+def _preprocessing(args: argparse.Namespace):
+    from workbench.datasets import Preprocessing
+
+    return Preprocessing(
+        resize=_ints(args.resize, 2) if args.resize else None,
+        grayscale=args.grayscale,
+        scale=args.scale,
+        mean=_floats(args.mean),
+        std=_floats(args.std),
+        layout=args.layout,
+    )
 
 
 def _ints(text: str, count: int) -> tuple[int, ...]:

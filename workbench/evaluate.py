@@ -261,14 +261,10 @@ def layer_snr(candidate_bytes: bytes, baseline_bytes: bytes, x: np.ndarray) -> d
     if not pairs:
         return {}
 
+    from workbench.onnx_prep import with_outputs
+
     def run(proto: onnx.ModelProto, names: list[str]) -> dict[str, np.ndarray]:
-        probe = onnx.ModelProto()
-        probe.CopyFrom(proto)
-        existing = {o.name for o in probe.graph.output}
-        for name in names:
-            if name not in existing:
-                probe.graph.output.add().name = name
-        session = make_session(probe.SerializeToString())
+        session = make_session(with_outputs(proto, names).SerializeToString())
         feed_name = session.get_inputs()[0].name
         return dict(zip(names, session.run(names, {feed_name: x}), strict=True))
 

@@ -25,6 +25,16 @@ def copy_proto(proto: onnx.ModelProto) -> onnx.ModelProto:
     return copied
 
 
+def with_outputs(proto: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
+    """A copy of ``proto`` that also returns the named intermediate tensors."""
+    probe = copy_proto(proto)
+    existing = {o.name for o in probe.graph.output}
+    for name in names:
+        if name not in existing:
+            probe.graph.output.add().name = name
+    return probe
+
+
 def default_opset(proto: onnx.ModelProto) -> int:
     return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
 
