@@ -23,6 +23,9 @@ class QatParams(PluginParams):
     epochs: int = Field(2, ge=1, le=50, description="fine-tuning epochs with fake-quantized weights")
     learning_rate: float = Field(0.0005, ge=1e-6, le=0.05, description="peak learning rate")
     calibration_samples: int = Field(128, ge=8, le=2048, description="samples for activation calibration")
+    reduce_range: bool = Field(
+        True, description="7-bit weights, trained and exported alike (see int8 quantization: avoids x86 saturation)"
+    )
 
 
 class QatInt8(Plugin):
@@ -49,7 +52,7 @@ class QatInt8(Plugin):
             raise PluginError("quantization-aware training needs an eager torch module (a state-dict checkpoint)")
         layers = [m for m in module.modules() if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
         for layer in layers:
-            parametrize.register_parametrization(layer, "weight", _FakeQuantInt8())
+            parametrize.register_parametrization(layer, "weight", _FakeQuantInt8(63 if params.reduce_range else 127))
         train(module, data.x, labels=data.y, epochs=params.epochs, lr=params.learning_rate, task=task.sub(0.0, 0.8))
         for layer in layers:
             parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
@@ -63,6 +66,7 @@ class QatInt8(Plugin):
                 "quant_format": "QDQ",
                 "per_channel": True,
                 "calibration_samples": params.calibration_samples,
+                "reduce_range": params.reduce_range,
             },
             task.sub(0.8, 1.0),
         )
@@ -73,15 +77,19 @@ def _fake_quant_module():
     from torch import nn
 
     class FakeQuantInt8(nn.Module):
-        """Per-output-channel symmetric int8 rounding with straight-through gradients."""
+        """Per-output-channel symmetric rounding to ±levels with straight-through gradients."""
+
+        def __init__(self, levels: int) -> None:
+            super().__init__()
+            self.levels = levels
 
         def forward(self, weight):
-            scale = weight.detach().abs().reshape(weight.shape[0], -1).amax(dim=1).clamp(min=1e-8) / 127.0
+            scale = weight.detach().abs().reshape(weight.shape[0], -1).amax(dim=1).clamp(min=1e-8) / self.levels
             zero = torch.zeros(weight.shape[0], dtype=torch.int32)
-            return torch.fake_quantize_per_channel_affine(weight, scale, zero, 0, -127, 127)
+            return torch.fake_quantize_per_channel_affine(weight, scale, zero, 0, -self.levels, self.levels)
 
     return FakeQuantInt8
 
 
-def _FakeQuantInt8():
-    return _fake_quant_module()()
+def _FakeQuantInt8(levels: int):
+    return _fake_quant_module()(levels)
