@@ -51,8 +51,8 @@ class Distill(Plugin):
 
     def apply(self, model: Model, params: DistillParams, task: Task) -> Model:  # type: ignore[override]
         from workbench.archs import get_architecture
-        from workbench.evaluate import make_session, run_batches
         from workbench.model import ArchRef
+        from workbench.runtime import make_session, run_batches
         from workbench.training import train
 
         data = task.dataset

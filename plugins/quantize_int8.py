@@ -119,6 +119,9 @@ class QuantizeInt8(Plugin):
             quantize_static,
         )
 
+        from workbench.runtime import quiet_runtime
+
+        quiet_runtime()  # the quantizer's own calibration sessions log through the default logger
         proto = infer_shapes(proto, notes)
         exclude = [n.name for n in proto.graph.node if n.name in set(params.exclude)]
         with tempfile.TemporaryDirectory() as tmp, _quiet_quantizer():

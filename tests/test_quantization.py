@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from workbench.datasets import load_dataset, mnist_sample_ref, random_inputs_ref
-from workbench.evaluate import is_weight_only_quantized, measure
+from workbench.evaluate import measure
 from workbench.loading import load_model
 from workbench.plugin import Task, discover_plugins, run_plugin
+from workbench.runtime import is_weight_only_quantized
 
 
 @pytest.fixture(scope="module")

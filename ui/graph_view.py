@@ -1,10 +1,10 @@
-"""The Graph tab: netron served on 127.0.0.1 (a free port), embedded with QtWebEngine when available."""
+"""The Graph tab: netron, served privately by :class:`workbench.graph_server.GraphServer` (127.0.0.1, a
+random per-session path, only the model on show), embedded with QtWebEngine when available."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import socket
 import time
 import webbrowser
 from pathlib import Path
@@ -23,19 +23,13 @@ _FIND_JS = """(() => {{
 }})()"""
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class GraphView(QWidget):
     found = Signal(str, bool)  # layer name, whether netron found it
 
     def __init__(self, parent: QWidget | None = None, *, use_webengine: bool = True) -> None:
         super().__init__(parent)
         self.url: str | None = None
-        self._address: tuple[str, int] | None = None
+        self._server = None  # a workbench.graph_server.GraphServer once a model is shown
         self.status = QLabel("No model open.")
         self.status.setWordWrap(True)
         self.browser_button = QPushButton("Open graph in the system browser")
@@ -61,14 +55,13 @@ class GraphView(QWidget):
         self.browser_button.hide()
         self.status.hide()
 
-    def show_model(self, path: Path) -> None:
-        import netron
+    def show_model(self, path: Path, name: str = "model.onnx") -> None:
+        from workbench.graph_server import GraphServer
+        from workbench.untrusted import read_regular_bytes
 
-        self.stop()
-        port = free_port()
-        self._address = ("127.0.0.1", port)
-        netron.start(str(path), address=self._address, browse=False)
-        self.url = f"http://127.0.0.1:{port}/"
+        if self._server is None:
+            self._server = GraphServer()
+        self.url = self._server.show(read_regular_bytes(path), name)
         self.browser_button.setEnabled(True)
         self._ensure_web()
         if self.web is None:
@@ -95,8 +88,7 @@ class GraphView(QWidget):
             webbrowser.open(self.url)
 
     def stop(self) -> None:
-        if self._address is not None:
-            import netron
-
-            netron.stop(self._address)
-            self._address = None
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+            self.url = None

@@ -12,7 +12,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal
 
-from workbench.errors import Cancelled, WorkbenchError
+from workbench.errors import Cancelled, WorkbenchError, describe_exception, is_internal_error
 from workbench.plugin import Task
 
 
@@ -39,7 +39,9 @@ class _Worker(QThread):
         except WorkbenchError as exc:
             self.failed.emit(str(exc), "")
         except Exception as exc:
-            self.failed.emit(f"{type(exc).__name__}: {exc}", traceback.format_exc())
+            # One line for the notice bar; a traceback only for what no input explains (a bug to report).
+            details = traceback.format_exc() if is_internal_error(exc) else ""
+            self.failed.emit(describe_exception(exc), details)
         else:
             self.succeeded.emit(result)
 
@@ -117,8 +119,10 @@ class JobRunner(QObject):
         if on_done is not None and self._pending is None:
             try:
                 on_done(result)
+            except WorkbenchError as exc:
+                self.failed.emit(str(exc), "")
             except Exception as exc:
-                self.failed.emit(f"{type(exc).__name__}: {exc}", traceback.format_exc())
+                self.failed.emit(describe_exception(exc), traceback.format_exc() if is_internal_error(exc) else "")
         self._next()
 
     def _fail(self, worker: _Worker, message: str, details: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -334,7 +333,9 @@ class MainWindow(QMainWindow):
 
     def open_project(self, folder: Path) -> None:
         self.jobs.run(
-            f"Opening project {folder.name}", lambda _t: self.ws.open_project(folder), lambda _p: self._project_opened()
+            f"Opening project {folder.name}",
+            lambda task: self.ws.open_project(folder, task),
+            lambda _p: self._project_opened(),
         )
 
     def open_demo(self) -> None:
@@ -355,24 +356,20 @@ class MainWindow(QMainWindow):
         target, _ = QFileDialog.getSaveFileName(self, "Save project as (a new folder)")
         if not target:
             return
-        source = self.ws.project.folder
-
-        def copy(_task: Task) -> Path:
-            if Path(target).exists():
-                from workbench.errors import ProjectError
-
-                raise ProjectError("already exists", target)
-            staging = Path(target).with_name(f".{Path(target).name}.copying")
-            shutil.copytree(source, staging)
-            staging.rename(target)
-            return Path(target)
-
-        self.jobs.run("Saving a copy of the project", copy, lambda folder: self.open_project(folder))
+        self.jobs.run(
+            "Saving a copy of the project",
+            lambda _task: self.ws.save_copy(Path(target)),
+            lambda folder: self.open_project(folder),
+        )
 
     def _project_opened(self) -> None:
         self.notice.hide()
         self._graph_variant = None
         self.refresh()
+        problems = self.ws.project.problems if self.ws.project is not None else []
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            self.notice.show_message(problems[0] + more, level="info", details="\n".join(problems))
         project = self.ws.project
         if project is not None:
             self.status_text.setText(f"Project {project.folder} (saved automatically after every step)")

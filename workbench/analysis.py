@@ -68,6 +68,7 @@ class Analysis:
     peak_activation_bytes: int
     peak_is_lower_bound: bool
     notes: list[str] = field(default_factory=list)
+    runtime_refusal: str | None = None  # why running the model here is unsafe (a test run hit its cap)
 
     @property
     def params(self) -> int:
@@ -111,7 +112,7 @@ def analyze_onnx(proto: onnx.ModelProto, shapes: InputShapes | None, name: str =
     notes: list[str] = []
     graph = proto.graph
     weights = graph_weights(proto)
-    tensor_info = _infer_tensor_info(proto, shapes, notes)
+    tensor_info, runtime_refusal = _infer_tensor_info(proto, shapes, notes)
 
     consumers_seen: set[str] = set()  # a shared weight is counted once, at its first consumer
     layers: list[LayerInfo] = []
@@ -152,7 +153,7 @@ def analyze_onnx(proto: onnx.ModelProto, shapes: InputShapes | None, name: str =
     unknown = [layer.name for layer in layers if layer.macs is None]
     if unknown:
         notes.append(f"MACs unknown for {len(unknown)} layer(s) (control flow, recurrent or unknown shapes)")
-    return Analysis(name, "onnx", shapes, layers, peak, lower_bound, notes)
+    return Analysis(name, "onnx", shapes, layers, peak, lower_bound, notes, runtime_refusal)
 
 
 def graph_weights(proto: onnx.ModelProto) -> dict[str, np.ndarray]:
@@ -205,13 +206,19 @@ _RAW_DTYPES = _raw_dtypes()
 
 
 def walk_graphs(graph: onnx.GraphProto) -> Iterable[onnx.GraphProto]:
-    yield graph
-    for node in graph.node:
-        for attr in node.attribute:
-            if attr.HasField("g"):
-                yield from walk_graphs(attr.g)
-            for sub in attr.graphs:
-                yield from walk_graphs(sub)
+    """The graph and every subgraph (If/Loop/Scan bodies), depth first; iterative, so nesting cannot
+    exhaust Python's recursion limit."""
+    stack = [graph]
+    while stack:
+        current = stack.pop()
+        yield current
+        nested = []
+        for node in current.node:
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    nested.append(attr.g)
+                nested.extend(attr.graphs)
+        stack.extend(reversed(nested))
 
 
 def _node_inputs_deep(node: onnx.NodeProto) -> list[str]:
@@ -231,8 +238,9 @@ def _node_inputs_deep(node: onnx.NodeProto) -> list[str]:
 
 def _infer_tensor_info(
     proto: onnx.ModelProto, shapes: InputShapes | None, notes: list[str]
-) -> dict[str, tuple[str | None, Shape]]:
-    """Name → (dtype, concrete shape or None), from ONNX shape inference at the given input shapes."""
+) -> tuple[dict[str, tuple[str | None, Shape]], str | None]:
+    """Name → (dtype, concrete shape or None), from ONNX shape inference at the given input shapes, and
+    why running the model is unsafe when a test run to settle the rest hit its cap."""
     import onnx
     from onnx import helper, shape_inference
 
@@ -283,8 +291,8 @@ def _infer_tensor_info(
         if out and info.get(out, (None, None))[1] is None
     ]
     if unknown and shapes is not None:
-        _shapes_from_runtime(proto, shapes, unknown, info, notes)
-    return info
+        return info, _shapes_from_runtime(proto, shapes, unknown, info, notes)
+    return info, None
 
 
 def _shapes_from_runtime(
@@ -293,35 +301,23 @@ def _shapes_from_runtime(
     names: list[str],
     info: dict[str, tuple[str | None, Shape]],
     notes: list[str],
-) -> None:
-    """Settle shapes static inference left open by running the graph once on zeros at the given shapes."""
-    import onnxruntime as ort
+) -> str | None:
+    """Settle shapes static inference left open by running the graph once on zeros at the given shapes.
 
+    The run happens in a capped child process (see :mod:`workbench.shape_probe`). Returns why running
+    the model here is unsafe when the run hit the memory or time cap, else None.
+    """
     from workbench.onnx_prep import with_outputs
+    from workbench.shape_probe import probe_shapes
 
-    probe = with_outputs(proto, names)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor
-    options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        feeds = {}
-        for i in session.get_inputs():
-            dtype = np.float32 if "float" in i.type else (np.int64 if "int64" in i.type else np.int32)
-            if "bool" in i.type:
-                dtype = np.bool_
-            feeds[i.name] = np.zeros(shapes.shapes.get(i.name, ()), dtype=dtype)
-        values = session.run(names, feeds)
-    except Exception as exc:
-        notes.append(
-            f"{len(names)} tensor shape(s) unknown (static inference and a test run both failed: "
-            f"{str(exc).splitlines()[0][:120]})"
-        )
-        return
-    for name, value in zip(names, values, strict=True):
-        array = np.asarray(value)
-        info[name] = (array.dtype.name, tuple(array.shape))
+    result = probe_shapes(with_outputs(proto, names).SerializeToString(), shapes.shapes, names)
+    if result.failure is not None:
+        notes.append(f"{len(names)} tensor shape(s) unknown (static inference left them open and {result.failure})")
+        return result.failure if result.over_budget else None
+    for name, (dtype, shape) in result.shapes.items():
+        info[name] = (dtype, shape)
     notes.append(f"{len(names)} tensor shape(s) taken from an onnxruntime run at the given input shapes")
+    return None
 
 
 def _onnx_macs(node, in_shapes: list[Shape], out_shapes: list[Shape], weights, helper) -> int | None:

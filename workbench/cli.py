@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -18,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from workbench import __version__
-from workbench.errors import Cancelled, WorkbenchError
+from workbench.errors import Cancelled, WorkbenchError, describe_exception, is_internal_error, with_path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,6 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     _quiet_libraries(args.debug)
+    # The file the command works on: named in any error that does not name its own.
+    subject = getattr(args, "model", None) or getattr(args, "source", None)
     try:
         return int(args.handler(args) or 0)
     except Cancelled:
@@ -39,19 +42,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader (head, less) went away: stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except WorkbenchError as exc:
         if args.debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {with_path(exc, subject)}", file=sys.stderr)
         return 2
     except Exception as exc:
         if args.debug:
             raise
-        print(
-            f"internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
-            "(run with --debug for the traceback)",
-            file=sys.stderr,
-        )
+        where = f"{subject}: " if subject else ""
+        if not is_internal_error(exc):
+            print(f"error: {where}{describe_exception(exc)}", file=sys.stderr)
+            return 2
+        print(f"internal error: {where}{describe_exception(exc)} (run with --debug for the traceback)", file=sys.stderr)
         return 3
 
 
@@ -553,6 +559,9 @@ def _progress(label: str):
 
 
 def _quiet_libraries(debug: bool) -> None:
+    from workbench.runtime import set_runtime_logging
+
+    set_runtime_logging(debug)
     if debug:
         return
     warnings.filterwarnings("ignore")

@@ -17,6 +17,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from workbench.errors import DatasetError
+from workbench.limits import MAX_IMAGE_PIXELS, check_allocation, data_budget, human_bytes
+from workbench.untrusted import open_regular
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 BUILTIN_MNIST = "mnist-sample"
@@ -108,15 +110,24 @@ def random_inputs_ref(shape: tuple[int, ...], count: int = 64) -> DatasetRef:
 
 def load_dataset(ref: DatasetRef) -> Dataset:
     if ref.kind == "random":
-        sample = tuple(int(d) for d in ref.path.split("x"))[1:]
-        x = np.random.default_rng(0).standard_normal((ref.limit or 64, *sample)).astype(np.float32)
+        try:
+            sample = tuple(int(d) for d in ref.path.split("x"))[1:]
+        except ValueError:
+            raise DatasetError(f"random inputs need a shape like 1x3x224x224, got '{ref.path[:40]}'") from None
+        count = ref.limit or 64
+        if any(d <= 0 for d in sample):
+            raise DatasetError(f"random inputs need positive dimensions, got '{ref.path[:40]}'")
+        check_allocation(
+            4 * count * int(np.prod(sample, dtype=np.float64)), f"{count} random inputs", budget=data_budget()
+        )
+        x = np.random.default_rng(0).standard_normal((count, *sample)).astype(np.float32)
         return Dataset(ref, x, None)
     if ref.kind == "builtin":
         x, y, names = _load_builtin(ref)
     elif ref.kind == "npz":
-        x, y, names = _load_npz(Path(ref.path))
+        x, y, names = _load_npz(Path(ref.path), ref.limit)
     else:
-        x, y, names = _load_folder(Path(ref.path), ref.preprocessing)
+        x, y, names = _load_folder(Path(ref.path), ref.preprocessing, ref.limit)
     if ref.split != "all" and ref.kind != "builtin":
         raise DatasetError(f"split '{ref.split}' is only defined for the built-in dataset", ref.path)
     if ref.limit:
@@ -143,31 +154,37 @@ def _load_builtin(ref: DatasetRef) -> tuple[np.ndarray, np.ndarray, tuple[str, .
     return images, table[:, -1].astype(np.int64), tuple(str(d) for d in range(10))
 
 
-def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...]]:
-    if not path.is_file():
+def _load_npz(path: Path, limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...]]:
+    """Read ``x`` (and ``y``) from an .npz, checking each array's declared size before reading it."""
+    import zipfile
+
+    from workbench.loading import check_zip_expansion
+
+    if not path.exists():
         raise DatasetError("dataset file does not exist", path)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            if "x" not in data:
-                raise DatasetError(f"no array 'x' in the archive (found: {', '.join(data.files) or 'none'})", path)
-            x = np.asarray(data["x"])
-            y = np.asarray(data["y"]) if "y" in data else None
-            if y is not None:
-                if not np.issubdtype(y.dtype, np.number):
-                    raise DatasetError(f"'y' must hold integer class labels, got {y.dtype}", path)
-                y = y.astype(np.int64)
+        with open_regular(path, DatasetError) as handle, zipfile.ZipFile(handle) as archive:
+            members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+            check_zip_expansion(list(members.values()), path, DatasetError)
+            if "x" not in members:
+                raise DatasetError(f"no array 'x' in the archive (found: {', '.join(members) or 'none'})", path)
+            x = _read_npy_member(archive, members["x"], path, limit)
+            y = _read_npy_member(archive, members["y"], path, limit) if "y" in members else None
     except DatasetError:
         raise
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
         raise DatasetError(f"not a readable .npz archive ({str(exc).splitlines()[0][:200]})", path) from None
-    if x.ndim < 2 or not np.issubdtype(x.dtype, np.number):
+    if x.ndim < 2 or not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
         raise DatasetError(
             f"'x' must be numeric samples with at least 2 dimensions, got {x.dtype}{list(x.shape)}", path
         )
+    if np.issubdtype(x.dtype, np.floating) and not np.all(np.isfinite(x)):
+        raise DatasetError("'x' holds NaN or infinite values", path)
     if y is not None:
         y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
         if y.ndim != 1:
             raise DatasetError(f"'y' must hold one class index per sample, got shape {list(y.shape)}", path)
+        y = class_labels(y, path)
     if y is not None and len(y) != len(x):
         raise DatasetError(f"'x' has {len(x)} samples but 'y' has {len(y)} labels", path)
     if len(x) == 0:
@@ -175,7 +192,68 @@ def _load_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...
     return x, y, ()
 
 
-def _load_folder(path: Path, prep: Preprocessing) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+MAX_CLASSES = 1_000_000  # larger "class indices" are corrupt labels, not classes
+
+
+def class_labels(y: np.ndarray, where: str | Path | None) -> np.ndarray:
+    """Labels as int64 class indices, refusing what a silent cast would mangle (1e300, NaN, -3, 2.5)."""
+    if y.dtype == np.bool_ or not np.issubdtype(y.dtype, np.number) or np.issubdtype(y.dtype, np.complexfloating):
+        raise DatasetError(f"'y' must hold integer class labels, got {y.dtype}", where)
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.all(np.isfinite(y)):
+            raise DatasetError("'y' holds NaN or infinite labels", where)
+        if not np.all(np.equal(np.floor(y), y)):
+            raise DatasetError("'y' holds fractional labels; class labels are whole numbers", where)
+    if y.size and (y.min() < 0 or y.max() >= MAX_CLASSES):
+        raise DatasetError(
+            f"'y' holds labels from {y.min():g} to {y.max():g}; class labels run from 0 to {MAX_CLASSES - 1:,}", where
+        )
+    return y.astype(np.int64)
+
+
+def _read_npy_member(archive, info, path: Path, limit: int | None) -> np.ndarray:
+    """One array from the archive: header first (dtype, shape), then only the bytes that declares."""
+    from numpy.lib import format as npy
+
+    name = info.filename
+    with archive.open(info) as member:
+        version = npy.read_magic(member)
+        header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+        shape, fortran, dtype = header(member)
+        if dtype.hasobject:
+            raise DatasetError(f"array '{name}' holds Python objects (a pickle); only numeric arrays are read", path)
+        rows = shape[0] if shape else 1
+        if limit and shape and not fortran:  # Fortran-ordered rows are not contiguous: read them all
+            rows = min(rows, limit)
+        row_items = 1
+        for dim in shape[1:]:
+            row_items *= int(dim)
+        nbytes = rows * row_items * dtype.itemsize
+        if nbytes > info.file_size:
+            raise DatasetError(
+                f"array '{name}' declares {human_bytes(nbytes)} but the archive holds {human_bytes(info.file_size)}",
+                path,
+            )
+        check_allocation(
+            nbytes * max(1, 4 // dtype.itemsize),  # decoded to float32 later
+            f"array '{name}' {list(shape)} {dtype}",
+            path,
+            budget=data_budget(),
+            error=DatasetError,
+            hint="use --limit to read fewer samples, or raise WORKBENCH_DATA_BUDGET_MB",
+        )
+        data = member.read(nbytes)
+    if len(data) != nbytes:
+        raise DatasetError(f"array '{name}' is truncated", path)
+    array = np.frombuffer(data, dtype=dtype)
+    if fortran and len(shape) > 1:
+        return array.reshape(shape[::-1]).transpose()[:limit]
+    return array.reshape((rows, *shape[1:]) if shape else ())
+
+
+def _load_folder(
+    path: Path, prep: Preprocessing, limit: int | None = None
+) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     from PIL import Image, UnidentifiedImageError
 
     if not path.is_dir():
@@ -183,25 +261,63 @@ def _load_folder(path: Path, prep: Preprocessing) -> tuple[np.ndarray, np.ndarra
     classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise DatasetError("expected one sub-folder per class with images inside; found none", path)
-    images, labels = [], []
+    files: list[tuple[int, Path]] = []
     for label, cls in enumerate(classes):
         for file in sorted((path / cls).iterdir()):
-            if file.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            try:
-                with Image.open(file) as img:
-                    img = img.convert("L" if prep.grayscale else "RGB")
-                    if prep.resize:
-                        img = img.resize((prep.resize[1], prep.resize[0]), Image.Resampling.BILINEAR)
-                    images.append(np.asarray(img))
-            except (UnidentifiedImageError, OSError) as exc:
-                raise DatasetError(f"cannot read image ({exc})", file) from None
-            labels.append(label)
-    if not images:
+            if file.suffix.lower() in IMAGE_SUFFIXES:
+                files.append((label, file))
+    if limit:
+        files = files[:limit]
+    if not files:
         raise DatasetError("no images found in the class folders", path)
+    # Sizes come from the headers first: a folder whose images would not fit is refused before decoding.
+    channels = 1 if prep.grayscale else 3
+    total = 0
+    for _label, file in files:
+        width, height = _image_size(file)
+        if prep.resize:
+            height, width = prep.resize
+        total += width * height * channels * 4
+    check_allocation(
+        total,
+        f"{len(files)} images decoded to float32",
+        path,
+        budget=data_budget(),
+        error=DatasetError,
+        hint="use --limit or --resize, or raise WORKBENCH_DATA_BUDGET_MB",
+    )
+    images, labels = [], []
+    for label, file in files:
+        try:
+            with open_regular(file, DatasetError) as handle, Image.open(handle) as img:
+                img = img.convert("L" if prep.grayscale else "RGB")
+                if prep.resize:
+                    img = img.resize((prep.resize[1], prep.resize[0]), Image.Resampling.BILINEAR)
+                images.append(np.asarray(img))
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise DatasetError(f"cannot read image ({str(exc).splitlines()[0][:200]})", file) from None
+        labels.append(label)
     if len({im.shape for im in images}) > 1:
         raise DatasetError("images differ in size: set a resize in the preprocessing", path)
     return np.stack(images), np.asarray(labels, dtype=np.int64), tuple(classes)
+
+
+def _image_size(file: Path) -> tuple[int, int]:
+    """(width, height) from the image header alone; refuses sizes no dataset image should have."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with open_regular(file, DatasetError) as handle, Image.open(handle) as img:
+            width, height = img.size
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise DatasetError(f"cannot read image ({str(exc).splitlines()[0][:200]})", file) from None
+    if width * height > MAX_IMAGE_PIXELS:
+        raise DatasetError(
+            f"image is {width}x{height} ({width * height / 1e6:,.0f} megapixels); images over "
+            f"{MAX_IMAGE_PIXELS / 1e6:.0f} megapixels are refused",
+            file,
+        )
+    return width, height
 
 
 def _preprocess(x: np.ndarray, prep: Preprocessing, where: str) -> np.ndarray:

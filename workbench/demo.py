@@ -107,24 +107,20 @@ def run_demo(
     model = load_model(checkpoint)
     dataset = load_dataset(mnist_sample_ref("test"))
     registry = discover_plugins()
-    project = Project.create(out_dir, model, dataset=dataset.ref, source_sha256=sha256_file(checkpoint))
-    baseline = project.root
-    task.report(0.3, "pruning")
-    pruned = project.apply(baseline.id, registry.get("magnitude_prune"), {"sparsity": sparsity}, task.sub(0.3, 0.4))
-    baseline_model = project.load_model(baseline.id)
-    project.set_metrics(
-        baseline.id,
-        measure(baseline_model, baseline=baseline_model, dataset=dataset, runs=runs, task=task.sub(0.4, 0.65)),
+    task.report(0.3, "measuring the baseline")
+    metrics = measure(model, baseline=model, dataset=dataset, runs=runs, task=task.sub(0.3, 0.55))
+    project = Project.create(
+        out_dir, model, dataset=dataset.ref, source_sha256=sha256_file(checkpoint), metrics=metrics
     )
-    project.set_metrics(
-        pruned.id,
-        measure(
-            project.load_model(pruned.id),
-            baseline=baseline_model,
-            dataset=dataset,
-            runs=runs,
-            task=task.sub(0.65, 0.9),
-        ),
+    baseline = project.root
+    baseline_model = project.load_model(baseline.id)
+    task.report(0.55, "pruning")
+    pruned = project.apply(
+        baseline.id,
+        registry.get("magnitude_prune"),
+        {"sparsity": sparsity},
+        task.sub(0.55, 0.9),
+        measure=lambda result, part: measure(result, baseline=baseline_model, dataset=dataset, runs=runs, task=part),
     )
     recipe = project.recipe(pruned.id)
     recipe_path = recipe.save(out_dir / "recipe.yaml")

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from workbench.devices import DeviceProfile, Precision
-from workbench.errors import WorkbenchError
-from workbench.evaluate import make_session, run_batches, snr_db
+from workbench.errors import WorkbenchError, describe_exception
+from workbench.evaluate import snr_db
 from workbench.fileio import atomic_write_bytes, atomic_write_text, sha256_bytes
 from workbench.plugin import Task
+from workbench.runtime import make_session, run_batches
 
 if TYPE_CHECKING:
     import onnx
@@ -215,7 +216,7 @@ def export_for_device(
         artifacts, checks, runner = _convert(model, plan, staging, task.sub(0.05, 0.5))
         task.report(0.5, "verifying outputs against the variant")
         x = _verification_inputs(project, model)
-        reference = run_batches(make_session(model.onnx_bytes()), x)
+        reference = run_batches(make_session(model.onnx_bytes()), x, shapes=model.concrete_shapes())
         verification = _verify(runner, reference, x, plan.export_precision) if runner else None
         if verification is not None and not verification["passed"]:
             raise WorkbenchError(f"exported model does not match the variant: {verification['summary']}")
@@ -238,7 +239,7 @@ def export_for_device(
             "budgets": [{"label": b.label, "used": b.used, "limit": b.limit} for b in plan.budgets],
             "warnings": plan.warnings,
         }
-        atomic_write_text(staging / "report.json", json.dumps(report, indent=2))
+        atomic_write_text(staging / "report.json", strict_json(report))
         (staging / "README.md").write_text(_readme(device, plan, artifacts, model), encoding="utf-8")
         if fleet is not None:
             _fleet(fleet, staging, variant.id, device, artifacts)
@@ -246,7 +247,7 @@ def export_for_device(
         manifest = _manifest(
             project, variant, model, device, plan, staging, verification, recipe.model_dump(mode="json")
         )
-        atomic_write_text(staging / "manifest.json", json.dumps(manifest, indent=2, default=str))
+        atomic_write_text(staging / "manifest.json", strict_json(manifest))
         staging.chmod(0o755)
         staging.rename(target)
     except BaseException:
@@ -254,6 +255,14 @@ def export_for_device(
         raise
     task.report(1.0, f"exported to {target}")
     return target
+
+
+def strict_json(data: Any) -> str:
+    """JSON that every parser accepts: a NaN or infinity is a bug upstream, never written to a bundle."""
+    try:
+        return json.dumps(data, indent=2, default=str, allow_nan=False)
+    except ValueError:
+        raise WorkbenchError("refusing to write a manifest with a NaN or infinite figure in it") from None
 
 
 # --- conversion ------------------------------------------------------------------------------------
@@ -267,21 +276,23 @@ class _Runner:
         return self.fn(x)
 
 
-def _ort_runner(path: Path, label: str) -> _Runner:
+def _ort_runner(path: Path, label: str, shapes: dict[str, tuple[int, ...]]) -> _Runner:
     data = path.read_bytes()
     session = make_session(data)
-    return _Runner(label, lambda x: run_batches(session, x))
+    return _Runner(label, lambda x: run_batches(session, x, shapes=shapes))
 
 
 def _convert(model: Model, plan: ExportPlan, staging: Path, task: Task) -> tuple[list[str], list[str], _Runner | None]:
     fmt = plan.device.export.format
     onnx_bytes = model.onnx_bytes()
+    shapes = model.concrete_shapes()
     not_run: list[str] = []
     if fmt == "onnx":
         atomic_write_bytes(staging / "model.onnx", onnx_bytes)
-        return ["model.onnx"], not_run, _ort_runner(staging / "model.onnx", "onnxruntime (this host)")
+        return ["model.onnx"], not_run, _ort_runner(staging / "model.onnx", "onnxruntime (this host)", shapes)
     if fmt == "ort":
-        return _to_ort(onnx_bytes, staging), not_run, _ort_runner(staging / "model.ort", "onnxruntime, .ort format")
+        files = _to_ort(onnx_bytes, staging)
+        return files, not_run, _ort_runner(staging / "model.ort", "onnxruntime, .ort format", shapes)
     if fmt == "onnx-fp16":
         proto = model.to_onnx()
         if plan.export_precision == "fp16" and plan.variant_precision == "fp32":
@@ -302,11 +313,11 @@ def _convert(model: Model, plan: ExportPlan, staging: Path, task: Task) -> tuple
             "TensorRT engine build (trtexec) and on-GPU parity: need the Jetson; the ONNX it starts "
             "from was checked in onnxruntime here"
         )
-        return [name, "build_engine.sh"], not_run, _ort_runner(staging / name, "onnxruntime (TensorRT's input)")
+        return [name, "build_engine.sh"], not_run, _ort_runner(staging / name, "onnxruntime (TensorRT's input)", shapes)
     if fmt == "openvino":
-        return _to_openvino(onnx_bytes, staging), not_run, _openvino_runner(staging / "openvino" / "model.xml")
+        return _to_openvino(onnx_bytes, staging), not_run, _openvino_runner(staging / "openvino" / "model.xml", shapes)
     if fmt == "c-header":
-        return _to_c_header(model, staging, not_run)
+        return _to_c_header(model, staging, not_run, shapes)
     raise WorkbenchError(f"export format {fmt} is not supported")
 
 
@@ -348,19 +359,30 @@ def _to_openvino(onnx_bytes: bytes, staging: Path) -> list[str]:
     return ["openvino/model.xml", "openvino/model.bin"]
 
 
-def _openvino_runner(xml: Path) -> _Runner:
+def _openvino_runner(xml: Path, shapes: dict[str, tuple[int, ...]]) -> _Runner:
     import openvino as ov
 
-    compiled = ov.Core().compile_model(str(xml), "CPU")
+    try:
+        compiled = ov.Core().compile_model(str(xml), "CPU")
+    except Exception as exc:
+        raise WorkbenchError(f"OpenVINO cannot compile the converted model ({describe_exception(exc)})") from None
+    names = [port.get_any_name() for port in compiled.inputs]
+    # Inputs beyond the first get zeros, exactly as the onnxruntime reference run does.
+    extra = {n: np.zeros(shapes[n], dtype=np.float32) for n in names[1:] if n in shapes}
 
     def run(x: np.ndarray) -> np.ndarray:
-        outputs = [compiled(x[i : i + 1])[compiled.output(0)] for i in range(len(x))]
+        try:
+            outputs = [compiled({names[0]: x[i : i + 1], **extra})[compiled.output(0)] for i in range(len(x))]
+        except Exception as exc:
+            raise WorkbenchError(f"OpenVINO failed while running the model ({describe_exception(exc)})") from None
         return np.concatenate(outputs)
 
     return _Runner(f"OpenVINO {ov.__version__} CPU plugin (this host)", run)
 
 
-def _to_c_header(model: Model, staging: Path, not_run: list[str]) -> tuple[list[str], list[str], _Runner]:
+def _to_c_header(
+    model: Model, staging: Path, not_run: list[str], shapes: dict[str, tuple[int, ...]]
+) -> tuple[list[str], list[str], _Runner]:
     """int8 per-channel weights + float scales as C arrays, and the same graph as ONNX for reference."""
     from onnx import numpy_helper
 
@@ -392,7 +414,7 @@ def _to_c_header(model: Model, staging: Path, not_run: list[str]) -> tuple[list[
         "the firmware itself (CMSIS-NN kernels on the microcontroller); the int8 weights in the header "
         "were checked by running model_int8_weights.onnx, which holds the same values"
     )
-    runner = _ort_runner(staging / "model_int8_weights.onnx", "onnxruntime with the header's int8 weights")
+    runner = _ort_runner(staging / "model_int8_weights.onnx", "onnxruntime with the header's int8 weights", shapes)
     return ["model_weights.h", "model_int8_weights.onnx"], not_run, runner
 
 
@@ -401,7 +423,9 @@ def _verification_inputs(project: Project, model: Model) -> np.ndarray:
     from workbench.datasets import load_dataset, random_inputs_ref
 
     ref = project.dataset
-    shape = next(iter(model.concrete_shapes().values()))
+    if not model.inputs:
+        raise WorkbenchError("the model takes no inputs: there is nothing to verify or run on a device")
+    shape = model.concrete_shapes()[model.inputs[0].name]
     if ref is not None:
         try:
             data = load_dataset(ref)
@@ -443,7 +467,8 @@ def _benchmark(model: Model, runner: _Runner, x: np.ndarray, runs: int = 30) -> 
         return float(np.median(times))
 
     session = make_session(model.onnx_bytes())
-    variant_ms = median_ms(lambda v: session.run(None, {session.get_inputs()[0].name: v}))
+    shapes = model.concrete_shapes()
+    variant_ms = median_ms(lambda v: run_batches(session, v, shapes=shapes))
     artifact_ms = median_ms(runner)
     return {
         "variant_onnxruntime_ms": variant_ms,

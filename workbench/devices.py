@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import importlib.resources
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -15,6 +15,8 @@ from workbench.settings import config_dir
 
 Precision = Literal["fp32", "fp16", "int8", "int8-weights", "int4"]
 ExportFormat = Literal["onnx", "ort", "onnx-fp16", "openvino", "tflite", "c-header"]
+# A rate or an energy of 0, below 0, NaN or infinity turns every estimate into nonsense (or invalid JSON).
+PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 class ExportSpec(BaseModel):
@@ -34,9 +36,11 @@ class DeviceProfile(BaseModel):
     precisions: list[Precision] = Field(min_length=1, description="precisions this device runs well")
     ram_bytes: int = Field(gt=0, description="memory budget for activations")
     storage_bytes: int = Field(gt=0, description="storage/flash budget for the model")
-    throughput_macs_per_s: dict[Precision, float] = Field(description="sustained MAC/s per precision (estimate)")
+    throughput_macs_per_s: dict[Precision, PositiveFinite] = Field(
+        min_length=1, description="sustained MAC/s per precision (estimate)"
+    )
     throughput_source: str = Field(min_length=1, description="where the throughput figures come from")
-    energy_per_mac_j: float = Field(gt=0)
+    energy_per_mac_j: PositiveFinite
     energy_source: str = Field(min_length=1)
     supported_ops: list[str] | None = Field(None, description="operators the runtime has kernels for (None: all)")
     export: ExportSpec

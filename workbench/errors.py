@@ -47,3 +47,55 @@ class Cancelled(WorkbenchError):
 
     def __init__(self, reason: str = "cancelled by the user") -> None:
         super().__init__(reason)
+
+
+def describe_exception(exc: BaseException) -> str:
+    """One line saying what went wrong, for failures that are not a :class:`WorkbenchError`.
+
+    Known classes get a plain reason (memory, nesting, image bombs, runtime failures); anything else
+    is named by type, with the first line of its message.
+    """
+    if isinstance(exc, WorkbenchError):
+        return exc.reason
+    name = type(exc).__name__
+    text = str(exc).strip()
+    first = text.splitlines()[0][:300] if text else ""
+    if isinstance(exc, MemoryError) or "bad_alloc" in text or "bad allocation" in text:
+        return "ran out of memory (the model or data needs more than this machine can give)"
+    if isinstance(exc, RecursionError):
+        return "the model is nested too deeply to process (recursion limit reached)"
+    if name == "DecompressionBombError":
+        return f"image is too large to decode safely ({first})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror.lower()}" + (f" ({exc.filename})" if exc.filename else "")
+    if type(exc).__module__.startswith("onnxruntime"):
+        return "onnxruntime: " + _strip_runtime_prefix(first)
+    return f"{name}: {first}" if first else name
+
+
+def is_internal_error(exc: BaseException) -> bool:
+    """True for failures no input explains (a bug to report), as opposed to the classes above."""
+    if isinstance(exc, (WorkbenchError, MemoryError, RecursionError)):
+        return False
+    if type(exc).__name__ == "DecompressionBombError" or type(exc).__module__.startswith("onnxruntime"):
+        return False
+    return not (isinstance(exc, OSError) and exc.strerror)
+
+
+def _strip_runtime_prefix(text: str) -> str:
+    # "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got invalid dimensions..." -> "Got invalid dimensions..."
+    if text.startswith("[ONNXRuntimeError]"):
+        text = text.split(" : ", 3)[-1]
+    return text.strip()
+
+
+def with_path(exc: WorkbenchError, path: str | Path | None) -> WorkbenchError:
+    """``exc`` naming ``path`` when it names no file yet (the caller knows which file was at work)."""
+    if exc.path is not None or path is None or isinstance(exc, Cancelled):
+        return exc
+    import copy
+
+    named = copy.copy(exc)
+    named.path = Path(path)
+    named.args = (f"{named.path}: {exc.reason}",)
+    return named

@@ -21,15 +21,14 @@ from pydantic import BaseModel, Field
 
 from workbench.datasets import Dataset, DatasetRef
 from workbench.errors import DatasetError, WorkbenchError
+from workbench.limits import check_allocation, memory_budget
 from workbench.plugin import Task
+from workbench.runtime import DEFAULT_THREADS, MAX_BATCH, make_session, numpy_dtype, run_batches, run_session
 from workbench.weight_codec import packed_weight_bytes
 
 if TYPE_CHECKING:
-    import onnxruntime as ort
-
+    from workbench.analysis import Analysis
     from workbench.model import Model
-
-DEFAULT_THREADS = 1
 
 
 class Metrics(BaseModel):
@@ -84,58 +83,9 @@ def zip_size(data: bytes) -> int:
     return len(buffer.getvalue())
 
 
-def make_session(model_bytes: bytes, threads: int = DEFAULT_THREADS) -> ort.InferenceSession:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    if is_weight_only_quantized(model_bytes):
-        # int8 weights behind DequantizeLinear run at float speed only without QDQ fusion (~1.7x otherwise).
-        options.add_session_config_entry("session.disable_quant_qdq", "1")
-    try:
-        return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise WorkbenchError(f"onnxruntime cannot load the model ({str(exc).splitlines()[0][:300]})") from None
-
-
-def is_weight_only_quantized(model_bytes: bytes) -> bool:
-    """DequantizeLinear fed only by initializers and no QuantizeLinear: int8 storage, float compute."""
-    if b"DequantizeLinear" not in model_bytes or b"QuantizeLinear\x12" in model_bytes.replace(b"DequantizeLinear", b""):
-        return False
-    import onnx
-
-    proto = onnx.load_from_string(model_bytes)
-    weights = {init.name for init in proto.graph.initializer}
-    nodes = proto.graph.node
-    if any(n.op_type == "QuantizeLinear" for n in nodes):
-        return False
-    return any(n.op_type == "DequantizeLinear" for n in nodes) and all(
-        n.input[0] in weights for n in nodes if n.op_type == "DequantizeLinear"
-    )
-
-
-def run_batches(session: ort.InferenceSession, x: np.ndarray, task: Task | None = None) -> np.ndarray:
-    """Run the first input over ``x`` in batches the model accepts; returns the first output."""
-    model_input = session.get_inputs()[0]
-    batch_dim = model_input.shape[0] if model_input.shape else None
-    batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else 256
-    outputs = []
-    for start in range(0, len(x), batch):
-        chunk = x[start : start + batch]
-        if len(chunk) < batch and isinstance(batch_dim, int) and batch_dim > 0:
-            pad = np.zeros((batch - len(chunk), *chunk.shape[1:]), dtype=chunk.dtype)
-            result = session.run(None, {model_input.name: np.concatenate([chunk, pad])})[0][: len(chunk)]
-        else:
-            result = session.run(None, {model_input.name: chunk})[0]
-        outputs.append(result)
-        if task is not None:
-            task.report(min(1.0, (start + batch) / len(x)), "evaluating")
-    return np.concatenate(outputs)
-
-
 def check_dataset_fits(dataset: Dataset, shapes: Mapping[str, tuple[int, ...]]) -> None:
+    if not shapes:
+        raise DatasetError("the model takes no inputs: there is nothing to feed the data to", dataset.ref.path)
     if len(shapes) != 1:
         raise DatasetError(f"evaluation feeds one input; the model has {len(shapes)} ({', '.join(shapes)})")
     name, shape = next(iter(shapes.items()))
@@ -173,13 +123,10 @@ def latency(
     """Median and p90 in ms per model, runs interleaved round-robin so all share the host's state."""
     sessions = {key: make_session(data, threads) for key, data in models.items()}
     rng = np.random.default_rng(0)
-    feeds = {}
-    for key, session in sessions.items():
-        feeds[key] = {
-            i.name: _example(i.type, shapes.get(i.name) or tuple(d if isinstance(d, int) else 1 for d in i.shape), rng)
-            for i in session.get_inputs()
-        }
+    feeds = {key: example_feeds(session, shapes, rng) for key, session in sessions.items()}
     timings: dict[str, list[float]] = {key: [] for key in sessions}
+    for key, session in sessions.items():
+        run_session(session, feeds[key])  # a model that cannot run fails here, as one line
     for index in range(warmup + runs):
         for key, session in sessions.items():
             start = time.perf_counter()
@@ -191,14 +138,19 @@ def latency(
     return {key: (statistics.median(t), float(np.percentile(t, 90))) for key, t in timings.items()}
 
 
-def _example(type_name: str, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
-    if "float16" in type_name:
-        return rng.standard_normal(shape).astype(np.float16)
-    if "float" in type_name or "double" in type_name:
-        return rng.standard_normal(shape).astype(np.float64 if "double" in type_name else np.float32)
-    if "bool" in type_name:
-        return np.zeros(shape, dtype=bool)
-    return np.zeros(shape, dtype=np.int64 if "int64" in type_name else np.int32)
+def example_feeds(session, shapes: Mapping[str, tuple[int, ...]], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random normal floats (zeros for integers and booleans) at the concrete shapes, for timing."""
+    feeds = {}
+    for spec in session.get_inputs():
+        shape = tuple(shapes.get(spec.name) or tuple(d if isinstance(d, int) and d > 0 else 1 for d in spec.shape))
+        dtype = numpy_dtype(spec.type)
+        if dtype is None:
+            raise WorkbenchError(f"input '{spec.name}' takes {spec.type}; the workbench measures numeric inputs only")
+        if np.issubdtype(dtype, np.floating):
+            feeds[spec.name] = rng.standard_normal(shape).astype(dtype)
+        else:
+            feeds[spec.name] = np.zeros(shape, dtype=dtype)
+    return feeds
 
 
 def layer_latency_shares(
@@ -214,18 +166,16 @@ def layer_latency_shares(
 
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
+    from workbench.runtime import session_options
+
+    options = session_options(threads, optimize=False)
     options.enable_profiling = True
-    options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     with tempfile.TemporaryDirectory() as tmp:
         options.profile_file_prefix = str(Path(tmp) / "profile")
         session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
-        rng = np.random.default_rng(0)
-        feeds = {i.name: _example(i.type, tuple(shapes[i.name]), rng) for i in session.get_inputs()}
+        feeds = example_feeds(session, shapes, np.random.default_rng(0))
         for _ in range(runs):
-            session.run(None, feeds)
+            run_session(session, feeds)
         events = json.loads(Path(session.end_profiling()).read_text())
     totals: dict[str, float] = {}
     for event in events:
@@ -266,7 +216,7 @@ def layer_snr(candidate_bytes: bytes, baseline_bytes: bytes, x: np.ndarray) -> d
     def run(proto: onnx.ModelProto, names: list[str]) -> dict[str, np.ndarray]:
         session = make_session(with_outputs(proto, names).SerializeToString())
         feed_name = session.get_inputs()[0].name
-        return dict(zip(names, session.run(names, {feed_name: x}), strict=True))
+        return dict(zip(names, run_session(session, {feed_name: x}, names), strict=True))
 
     reference = run(base, list(pairs))
     candidate = run(cand, [c for c, _ in pairs.values()])
@@ -276,6 +226,24 @@ def layer_snr(candidate_bytes: bytes, baseline_bytes: bytes, x: np.ndarray) -> d
         if a.shape == b.shape and np.issubdtype(a.dtype, np.floating):
             result[node] = snr_db(a.astype(np.float32), b.astype(np.float32))
     return result
+
+
+def safe_batch(analysis: Analysis, model_bytes: int, source: Path | None = None) -> int:
+    """How many samples one run may take within the memory budget; refuses a model that cannot run once.
+
+    The analysis knows the activations at the model's input shapes (batch 1 as a rule). Runtimes need
+    scratch space beyond the tensors themselves (im2col, arenas), hence the margin.
+    """
+    if analysis.runtime_refusal is not None:
+        raise WorkbenchError(f"refusing to run the model here: {analysis.runtime_refusal}", source)
+    budget = memory_budget(model_bytes)
+    peak = analysis.peak_activation_bytes
+    check_allocation(peak, "running the model (its activations)", source, budget=budget)
+    batch = 1
+    if analysis.input_shapes is not None and analysis.input_shapes.shapes:
+        batch = max(1, min(int(next(iter(analysis.input_shapes.shapes.values()))[0] or 1), MAX_BATCH))
+    per_sample = max(peak / batch, 1.0)
+    return max(1, min(MAX_BATCH, int(budget / (4 * per_sample))))
 
 
 def measure(
@@ -296,6 +264,7 @@ def measure(
     task.report(0.0, "analyzing")
     data = model.onnx_bytes()
     analysis = analyze(model.derive(onnx_proto=model.to_onnx()) if model.onnx_proto is None else model)
+    max_batch = safe_batch(analysis, len(data), model.source)
     metrics = Metrics(
         host=host_description(),
         input_shapes={k: list(v) for k, v in shapes.items()},
@@ -311,7 +280,7 @@ def measure(
     if dataset is not None:
         check_dataset_fits(dataset, shapes)
         task.report(0.1, "evaluating")
-        outputs = run_batches(make_session(data, threads), dataset.x, task.sub(0.1, 0.4))
+        outputs = run_batches(make_session(data, threads), dataset.x, task.sub(0.1, 0.4), max_batch=max_batch)
         metrics.dataset, metrics.samples = dataset.ref, len(dataset)
         if dataset.y is not None:
             metrics.accuracy = float(np.mean(top1(outputs) == dataset.y))
@@ -321,7 +290,9 @@ def measure(
                     metrics.layer_snr_db = layer_snr(data, baseline_bytes, dataset.x[:1])
                 except Exception:
                     metrics.layer_snr_db = None
-            reference = run_batches(make_session(baseline_bytes, threads), dataset.x, task.sub(0.4, 0.6))
+            reference = run_batches(
+                make_session(baseline_bytes, threads), dataset.x, task.sub(0.4, 0.6), max_batch=max_batch
+            )
             metrics.agreement = float(np.mean(top1(reference) == top1(outputs)))
             metrics.snr_db = snr_db(reference, outputs)
             metrics.outputs_identical = metrics.snr_db is None

@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workbench.archs import get_architecture, match_architecture
-from workbench.errors import InputShapeError, ModelLoadError, UntrustedPickleError, WorkbenchError
+from workbench.errors import (
+    InputShapeError,
+    ModelLoadError,
+    UntrustedPickleError,
+    WorkbenchError,
+    describe_exception,
+    with_path,
+)
+from workbench.limits import check_allocation, human_bytes, memory_budget
 from workbench.model import (
     ArchRef,
     InputShapes,
@@ -23,6 +31,7 @@ from workbench.model import (
     parse_input_shapes,
     set_eval,
 )
+from workbench.untrusted import check_regular_file, open_regular, refuse_pickled_code
 
 if TYPE_CHECKING:
     import onnx
@@ -49,31 +58,52 @@ def load_model(
     records which of these it used.
     """
     path = Path(path)
-    _check_readable(path)
     suffix = path.suffix.lower()
-    if suffix in ONNX_SUFFIXES:
-        model = _load_onnx(path)
-    elif suffix in TORCH_SUFFIXES:
-        model = _load_torch(path, trust_pickle=trust_pickle, arch=arch)
-    else:
-        kinds = ", ".join(sorted(MODEL_SUFFIXES))
-        raise ModelLoadError(f"unsupported file type '{suffix or '(none)'}'; expected one of {kinds}", path)
-    return _settle_shapes(model, path, input_shapes, remember_shapes)
-
-
-def _check_readable(path: Path) -> None:
-    if not path.exists():
-        raise ModelLoadError("file does not exist", path)
     if path.is_dir():
         raise ModelLoadError("is a directory, not a model file", path)
-    try:
-        size = path.stat().st_size
-        with open(path, "rb") as handle:
-            handle.read(1)
-    except OSError as exc:
-        raise ModelLoadError(f"cannot read the file ({exc.strerror or exc})", path) from None
-    if size == 0:
+    if suffix not in MODEL_SUFFIXES:
+        kinds = ", ".join(sorted(MODEL_SUFFIXES))
+        raise ModelLoadError(f"unsupported file type '{suffix or '(none)'}'; expected one of {kinds}", path)
+    if check_regular_file(path, ModelLoadError).st_size == 0:
         raise ModelLoadError("file is empty (0 bytes)", path)
+    try:
+        loaded = (
+            _load_onnx(path) if suffix in ONNX_SUFFIXES else _load_torch(path, trust_pickle=trust_pickle, arch=arch)
+        )
+        model = _settle_shapes(loaded, path, input_shapes, remember_shapes)
+        check_input_sizes(model)
+        return model
+    except WorkbenchError as exc:
+        raise with_path(exc, path) from exc.__cause__
+    except Exception as exc:  # damaged files reach library corners we cannot list; say what and where
+        raise ModelLoadError(f"cannot open the model: {describe_exception(exc)}", path) from exc
+
+
+def check_input_sizes(model: Model) -> None:
+    """Refuse input shapes whose tensors alone exceed the memory budget (a file may declare any)."""
+    import numpy as np
+
+    if model.input_shapes is None:
+        return
+    weights = sum(len(i.raw_data) for i in model.onnx_proto.graph.initializer) if model.onnx_proto else 0
+    budget = memory_budget(weights)
+    dtypes = {spec.name: spec.dtype for spec in model.inputs}
+    for name, shape in model.input_shapes.shapes.items():
+        try:
+            itemsize = np.dtype(dtypes.get(name, "float32")).itemsize
+        except TypeError:
+            itemsize = 8
+        count = 1
+        for dim in shape:
+            count *= int(dim)
+        check_allocation(
+            count * itemsize,
+            f"input '{name}' at shape {'x'.join(map(str, shape))} ({model.input_shapes.source})",
+            model.source,
+            budget=budget,
+            error=InputShapeError,
+            hint="choose a smaller shape with --input-shape, or raise WORKBENCH_MEMORY_BUDGET_MB",
+        )
 
 
 def _settle_shapes(model: Model, path: Path, user: Mapping[str, tuple[int, ...]] | str | None, remember: bool) -> Model:
@@ -117,7 +147,8 @@ def _load_onnx(path: Path) -> Model:
     from google.protobuf.message import DecodeError
 
     try:
-        proto = onnx.load(str(path), load_external_data=False)
+        with open_regular(path, ModelLoadError) as handle:
+            proto = onnx.load_model_from_string(handle.read())
     except (DecodeError, RuntimeError, ValueError, UnicodeDecodeError) as exc:
         raise ModelLoadError(f"not a valid ONNX file, or it is truncated ({_first_line(exc)})", path) from None
     except OSError as exc:
@@ -131,6 +162,7 @@ def _load_onnx(path: Path) -> Model:
         raise ModelLoadError(f"invalid ONNX model, possibly truncated ({_first_line(exc)})", path) from None
     except ValueError:
         pass  # >2 GB protos cannot be checked in memory; onnxruntime will still validate on load
+    check_runtime_loads(proto, path)
     return Model(
         name=path.stem,
         inputs=tuple(onnx_graph_inputs(proto)),
@@ -140,35 +172,108 @@ def _load_onnx(path: Path) -> Model:
     )
 
 
+def check_runtime_loads(proto: onnx.ModelProto, path: Path | None) -> None:
+    """Refuse what onnxruntime refuses (an opset it does not know, duplicate node names, ...): every
+    measurement and export runs there, and a plugin must never write a file it cannot load."""
+    import onnxruntime as ort
+
+    from workbench.runtime import session_options
+
+    options = session_options(optimize=False)  # validate, do not optimize
+    try:
+        data = proto.SerializeToString()
+    except ValueError:
+        return  # over protobuf's 2 GB limit: only the file-based loader could check it
+    try:
+        ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        reason = describe_exception(exc).removeprefix("onnxruntime: ")
+        raise ModelLoadError(f"onnxruntime cannot load this model: {reason}", path) from None
+
+
+_PROTOBUF_LIMIT = 2**31 - 1
+_SPARSE_CHECK_FROM = 64 << 20  # small files may well sit in a single sparse block
+
+
 def _load_external_data(proto: onnx.ModelProto, path: Path) -> None:
-    from onnx.external_data_helper import ExternalDataInfo, load_external_data_for_model, uses_external_data
+    from onnx import TensorProto
+    from onnx.external_data_helper import ExternalDataInfo, uses_external_data
 
     base = path.parent
+    total = 0
     for tensor in _all_tensors(proto):
         if not uses_external_data(tensor):
             continue
         try:
             info = ExternalDataInfo(tensor)
+            offset, length = int(info.offset or 0), int(info.length or 0)
         except (ValueError, TypeError) as exc:
             raise ModelLoadError(f"tensor '{tensor.name}' has malformed external data ({exc})", path) from None
         location = (base / info.location).resolve()
         if base.resolve() not in location.parents:
             raise ModelLoadError(f"external data '{info.location}' points outside the model's folder", path)
-        if not location.is_file():
+        if not location.exists():
             raise ModelLoadError(
                 f"missing external data file '{info.location}' (needed by tensor '{tensor.name}')", path
             )
-        needed = (info.offset or 0) + (info.length or 0)
-        if info.length and location.stat().st_size < needed:
+        info_stat = check_regular_file(location, ModelLoadError)
+        size = info_stat.st_size
+        # The tensor's own dims say how many bytes it must hold; never read more than that.
+        try:
+            declared = _tensor_nbytes(tensor)
+        except (KeyError, TypeError, ValueError):
+            raise ModelLoadError(f"tensor '{tensor.name}' has an unknown data type {tensor.data_type}", path) from None
+        if offset < 0 or length < 0 or (length and length != declared):
             raise ModelLoadError(
-                f"external data file '{info.location}' is truncated: tensor '{tensor.name}' needs "
-                f"{needed} bytes, the file has {location.stat().st_size}",
+                f"tensor '{tensor.name}' declares {length} bytes of external data at offset {offset}, but its "
+                f"shape {list(tensor.dims)} needs {declared}",
                 path,
             )
-    try:
-        load_external_data_for_model(proto, str(base))
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot read external data ({_first_line(exc)})", path) from None
+        if size < offset + declared:
+            raise ModelLoadError(
+                f"external data file '{info.location}' is truncated: tensor '{tensor.name}' needs "
+                f"{offset + declared} bytes, the file has {size}",
+                path,
+            )
+        stored = getattr(info_stat, "st_blocks", None)
+        if stored is not None and declared > _SPARSE_CHECK_FROM and stored * 512 < declared // 10:
+            raise ModelLoadError(
+                f"external data file '{info.location}' is sparse: tensor '{tensor.name}' declares "
+                f"{human_bytes(declared)} but the file stores {human_bytes(stored * 512)} on disk",
+                path,
+            )
+        total += declared
+    if total > _PROTOBUF_LIMIT:
+        raise ModelLoadError(
+            f"the weights in external data total {human_bytes(total)}; models over 2 GB are not supported yet", path
+        )
+    check_allocation(total, "the external data", path, budget=memory_budget(total), error=ModelLoadError)
+    for tensor in _all_tensors(proto):
+        if not uses_external_data(tensor):
+            continue
+        info = ExternalDataInfo(tensor)
+        declared = _tensor_nbytes(tensor)
+        try:
+            with open_regular((base / info.location).resolve(), ModelLoadError) as handle:
+                handle.seek(int(info.offset or 0))
+                data = handle.read(declared)  # exactly what the shape needs, whatever "length" says
+        except OSError as exc:
+            raise ModelLoadError(f"cannot read external data ({_first_line(exc)})", path) from None
+        if len(data) != declared:
+            raise ModelLoadError(f"external data for tensor '{tensor.name}' ends early", path)
+        tensor.raw_data = data
+        tensor.data_location = TensorProto.DEFAULT
+        del tensor.external_data[:]
+
+
+def _tensor_nbytes(tensor: onnx.TensorProto) -> int:
+    import numpy as np
+    from onnx import helper
+
+    nbytes = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.data_type)).itemsize
+    for dim in tensor.dims:
+        nbytes *= max(int(dim), 0)
+    return nbytes
 
 
 def _all_tensors(proto: onnx.ModelProto) -> Iterator[onnx.TensorProto]:
@@ -215,21 +320,27 @@ def _value_infos_to_specs(value_infos) -> list[TensorSpec]:
 # --- torch ----------------------------------------------------------------------------------------
 def _load_torch(path: Path, *, trust_pickle: bool, arch: str | None) -> Model:
     kind = _sniff_torch_archive(path)
-    if kind == "torchscript":
-        return _load_torchscript(path)
-    if kind == "export":
-        return _load_exported_program(path)
-    return _load_checkpoint(path, trust_pickle=trust_pickle, arch=arch)
+    # Every torch route runs under the pickle guard: only --trust-pickle lets a pickle ask for code.
+    with refuse_pickled_code(path, trusted=trust_pickle):
+        if kind == "torchscript":
+            return _load_torchscript(path)
+        if kind == "export":
+            return _load_exported_program(path)
+        return _load_checkpoint(path, trust_pickle=trust_pickle, arch=arch)
 
 
 def _sniff_torch_archive(path: Path) -> str:
-    if not zipfile.is_zipfile(path):
-        return "pickle"
     try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except (zipfile.BadZipFile, OSError):
+        with open_regular(path, ModelLoadError) as handle:
+            if not zipfile.is_zipfile(handle):
+                return "pickle"
+            handle.seek(0)
+            with zipfile.ZipFile(handle) as archive:
+                members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError):
         return "pickle"  # torch.load reports the damage in its own words
+    check_zip_expansion(members, path, ModelLoadError)
+    names = [m.filename for m in members]
     if any(n.endswith("/archive_format") or n == "archive_format" for n in names):
         return "export"
     if any("/code/" in n for n in names) and any(n.endswith("constants.pkl") for n in names):
@@ -237,11 +348,28 @@ def _sniff_torch_archive(path: Path) -> str:
     return "pickle"
 
 
+def check_zip_expansion(members: list[zipfile.ZipInfo], path: Path, error: type[WorkbenchError]) -> None:
+    """Refuse an archive whose members inflate far beyond their stored bytes (a decompression bomb)."""
+    from workbench.limits import COMPRESSION_CHECK_FROM, MAX_COMPRESSION_RATIO
+
+    expanded = sum(max(m.file_size, 0) for m in members)
+    stored = sum(max(m.compress_size, 0) for m in members)
+    if expanded > COMPRESSION_CHECK_FROM and expanded > MAX_COMPRESSION_RATIO * max(stored, 1):
+        raise error(
+            f"the archive declares {human_bytes(expanded)} packed into {human_bytes(stored)}: refusing what looks "
+            "like a decompression bomb",
+            path,
+        )
+
+
 def _load_torchscript(path: Path) -> Model:
     import torch
 
     try:
+        # TorchScript's own C++ unpickler knows a fixed set of types and runs no Python.
         module = torch.jit.load(str(path), map_location="cpu")
+    except UntrustedPickleError:
+        raise
     except Exception as exc:
         raise ModelLoadError(f"cannot load TorchScript archive ({_first_line(exc)})", path) from None
     # TorchScript keeps no input shapes; the user supplies them (inputs: one float tensor of unknown rank).
@@ -257,11 +385,17 @@ def _load_exported_program(path: Path) -> Model:
     import torch
 
     try:
-        program = torch.export.load(str(path))
+        with open_regular(path, ModelLoadError) as handle:
+            # torch.export.load unpickles with weights_only=False inside; the caller's guard refuses code.
+            program = torch.export.load(handle)
+    except WorkbenchError:
+        raise
     except Exception as exc:
         raise ModelLoadError(f"cannot load torch.export program ({_first_line(exc)})", path) from None
     inputs = []
     for spec, example in zip(_user_input_names(program), program.example_inputs[0], strict=False):
+        if not isinstance(example, torch.Tensor):
+            raise ModelLoadError(f"example input '{spec}' is a {type(example).__name__}, not a tensor", path)
         inputs.append(TensorSpec(spec, str(example.dtype).removeprefix("torch."), tuple(example.shape)))
     return Model(name=path.stem, inputs=tuple(inputs), torch_module=program.module(), source=path)
 
@@ -278,7 +412,8 @@ def _load_checkpoint(path: Path, *, trust_pickle: bool, arch: str | None) -> Mod
     import torch
 
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with open_regular(path, ModelLoadError) as handle:
+            obj = torch.load(handle, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         unsafe = _unsafe_globals(path)
         if not unsafe:
@@ -291,6 +426,8 @@ def _load_checkpoint(path: Path, *, trust_pickle: bool, arch: str | None) -> Mod
                 path,
             ) from None
         obj = _load_trusted_pickle(path)
+    except WorkbenchError:
+        raise
     except Exception as exc:
         raise ModelLoadError(f"not a PyTorch file, or it is truncated ({_first_line(exc)})", path) from None
 
@@ -305,7 +442,8 @@ def _unsafe_globals(path: Path) -> list[str]:
     import torch
 
     try:
-        return list(torch.serialization.get_unsafe_globals_in_checkpoint(str(path)))
+        with open_regular(path, ModelLoadError) as handle:
+            return list(torch.serialization.get_unsafe_globals_in_checkpoint(handle))
     except Exception:
         return []
 
@@ -314,7 +452,8 @@ def _load_trusted_pickle(path: Path) -> Any:
     import torch
 
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=False)  # the user trusts this file
+        with open_regular(path, ModelLoadError) as handle:
+            return torch.load(handle, map_location="cpu", weights_only=False)  # the user trusts this file
     except Exception as exc:
         raise ModelLoadError(f"trusted pickle failed to load ({_first_line(exc)})", path) from None
 
@@ -334,12 +473,15 @@ def _model_from_state_dict(obj: Any, path: Path, arch_name: str | None) -> Model
         state, meta = obj["state_dict"], {k: v for k, v in obj.items() if k != "state_dict"}
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelLoadError("holds no state_dict of tensors (nor a model) that the workbench can open", path)
+    _check_tensors_backed(state, path)
     arch_name = arch_name or meta.get("arch")
     declared_shape = meta.get("input_shape")
     if not isinstance(meta.get("arch_kwargs") or {}, dict) or (
         declared_shape is not None
         and not (
-            isinstance(declared_shape, (list, tuple)) and all(isinstance(d, int) and d > 0 for d in declared_shape)
+            isinstance(declared_shape, (list, tuple))
+            and 1 <= len(declared_shape) <= 8
+            and all(isinstance(d, int) and 0 < d < 2**31 for d in declared_shape)
         )
     ):
         raise ModelLoadError(
@@ -358,11 +500,12 @@ def _model_from_state_dict(obj: Any, path: Path, arch_name: str | None) -> Model
                     path,
                 )
             architecture, kwargs = found
+        _check_fits_before_building(architecture, kwargs, state, path)
         module = architecture.build(**kwargs)
         module.load_state_dict(state, strict=True)
     except WorkbenchError as exc:
         raise ModelLoadError(exc.reason, path) from None
-    except (RuntimeError, TypeError) as exc:
+    except (RuntimeError, TypeError, ValueError) as exc:
         raise ModelLoadError(f"state_dict does not fit architecture ({_first_line(exc)})", path) from None
     shape = tuple(int(d) for d in (meta.get("input_shape") or architecture.default_input_shape(kwargs)))
     return Model(
@@ -373,6 +516,49 @@ def _model_from_state_dict(obj: Any, path: Path, arch_name: str | None) -> Model
         source=path,
         input_shapes=InputShapes({"input": shape}, "model"),
     )
+
+
+def _check_tensors_backed(state: Mapping[str, Any], path: Path) -> None:
+    """Tensors may be views (strides of 0) that declare far more elements than the file stores; the
+    network rebuilt from them would allocate every declared byte."""
+    declared = sum(t.numel() * t.element_size() for t in state.values())
+    stored = path.stat().st_size
+    if declared > 4 * stored + (16 << 20):
+        raise ModelLoadError(
+            f"its tensors declare {human_bytes(declared)} but the file holds {human_bytes(stored)}", path
+        )
+
+
+def _check_fits_before_building(
+    architecture: Any, kwargs: Mapping[str, Any], state: Mapping[str, Any], path: Path
+) -> None:
+    """Build the network on torch's meta device (no memory) and compare it with the state_dict, so
+    metadata such as ``num_classes: 13000000`` fails here instead of allocating gigabytes."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            skeleton = architecture.build(**kwargs)
+    except (RuntimeError, TypeError, ValueError, OverflowError) as exc:
+        raise ModelLoadError(
+            f"cannot build {architecture.name} with {dict(kwargs)} ({_first_line(exc)})", path
+        ) from None
+    expected = skeleton.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = [k for k in expected if k in state and tuple(expected[k].shape) != tuple(state[k].shape)]
+    if missing or unexpected or wrong:
+        detail = (
+            f"missing {', '.join(missing[:3])}"
+            if missing
+            else f"unexpected {', '.join(unexpected[:3])}"
+            if unexpected
+            else f"{wrong[0]} is {list(state[wrong[0]].shape)} in the file, {list(expected[wrong[0]].shape)} in "
+            f"{architecture.name}({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
+        )
+        raise ModelLoadError(f"state_dict does not fit architecture {architecture.name} ({detail})", path)
+    total = sum(t.numel() * t.element_size() for t in skeleton.state_dict(keep_vars=True).values())
+    check_allocation(total, f"building {architecture.name}", path, error=ModelLoadError)
 
 
 def model_files(path: Path, model: Model) -> list[Path]:

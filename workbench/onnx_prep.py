@@ -127,7 +127,7 @@ def infer_shapes(proto: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto:
 def check_loads(proto: onnx.ModelProto, what: str) -> None:
     """Refuse to return a model onnxruntime cannot load."""
     from workbench.errors import WorkbenchError
-    from workbench.evaluate import make_session
+    from workbench.runtime import make_session
 
     try:
         make_session(proto.SerializeToString())

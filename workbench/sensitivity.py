@@ -14,8 +14,9 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from workbench.datasets import Dataset
-from workbench.evaluate import make_session, run_batches, top1
+from workbench.evaluate import top1
 from workbench.plugin import PluginRegistry, Task, run_plugin
+from workbench.runtime import make_session, run_batches
 
 if TYPE_CHECKING:
     from workbench.model import Model

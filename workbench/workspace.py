@@ -13,6 +13,7 @@ from typing import Any
 
 from workbench.analysis import Analysis, analyze
 from workbench.datasets import Dataset, DatasetRef, load_dataset, random_inputs_ref
+from workbench.errors import WorkbenchError
 from workbench.evaluate import Metrics, measure
 from workbench.fileio import sha256_file
 from workbench.loading import load_model
@@ -78,25 +79,56 @@ class Workspace:
         task: Task | None = None,
         folder: Path | None = None,
     ) -> Project:
-        """Load a model file into a new project (the user's file is only read) and measure the baseline."""
+        """Load a model file into a new project (the user's file is only read) and measure the baseline.
+
+        The project appears only once the baseline is measured: a model that cannot be measured leaves
+        no folder behind, and the project that was open stays open.
+        """
+        from workbench.errors import with_path
+
         task = task or Task()
         path = Path(path)
         task.report(0.05, f"loading {path.name}")
         model = load_model(path, input_shapes=input_shapes)
+        source_sha = sha256_file(path)
         folder = folder or projects_root() / f"{model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        if dataset is None:
-            shape = next(iter(model.concrete_shapes().values()))
-            dataset = random_inputs_ref(shape)
-        project = Project.create(folder, model, dataset=dataset, source_sha256=sha256_file(path))
+        if dataset is None and model.inputs:
+            dataset = random_inputs_ref(model.concrete_shapes()[model.inputs[0].name])
+        try:
+            data = load_dataset(dataset) if dataset is not None else None
+            metrics = measure(
+                model,
+                baseline=model,
+                dataset=data,
+                runs=GUI_LATENCY_RUNS,
+                profile_layers=True,
+                task=task.sub(0.3, 0.95),
+            )
+        except WorkbenchError as exc:
+            raise with_path(exc, path) from None
+        project = Project.create(folder, model, dataset=dataset, source_sha256=source_sha, metrics=metrics)
         self._adopt(project)
+        self._dataset = data
         self.recent.add("models", path)
-        self.measure_variant(project.root.id, task.sub(0.3, 1.0))
         return project
 
-    def open_project(self, folder: str | Path) -> Project:
+    def open_project(self, folder: str | Path, task: Task | None = None) -> Project:
+        """Open a project; variants stored without metrics (an older version, a CLI step) are measured now."""
         project = Project.open(folder)
+        try:
+            missing = project.unmeasured()
+            for index, variant_id in enumerate(missing):
+                part = (task or Task()).sub(index / len(missing), (index + 1) / len(missing))
+                project.set_metrics(variant_id, self._measure(project, variant_id, part))
+        except BaseException:
+            project.close()
+            raise
         self._adopt(project)
         return project
+
+    def save_copy(self, target: str | Path) -> Path:
+        """Save the open project as a new folder (the open one stays open)."""
+        return self.require_project().save_copy(target)
 
     def _adopt(self, project: Project) -> None:
         if self.project is not None:
@@ -215,34 +247,41 @@ class Workspace:
         preview = self.preview if self.preview and self.preview.params == params else None
         known = {v.id for v in project.variants()}
         task.dataset = task.dataset or self.dataset()
-        variant = project.apply(self.current_id, self.plugin(plugin_id), params, task.sub(0.0, 0.3))
-        if variant.metrics is None:
+        baseline = self.model(project.root.id)
+        dataset = self.dataset()
+
+        def measured(model: Model, part: Task) -> Metrics:
             if preview is not None and preview.metrics is not None:
-                project.set_metrics(variant.id, preview.metrics)
-            else:
-                try:
-                    self.measure_variant(variant.id, task.sub(0.3, 1.0))
-                except BaseException:
-                    if variant.id not in known:  # a cancelled or failed apply leaves no half-made variant
-                        project.delete(variant.id)
-                        self._models.pop(variant.id, None)
-                    raise
+                return preview.metrics  # the same step on the same parent: the preview measured this model
+            return measure(
+                model, baseline=baseline, dataset=dataset, runs=GUI_LATENCY_RUNS, profile_layers=True, task=part
+            )
+
+        # The variant is stored with its metrics in one step: a crash or cancel leaves nothing half-made.
+        variant = project.apply(self.current_id, self.plugin(plugin_id), params, task, measure=measured)
+        if variant.metrics is None and variant.id in known:
+            self.measure_variant(variant.id, task)  # reused from an older project that stored none
         self.current_id = variant.id
         self.preview = None
         return project.get(variant.id)
 
     def measure_variant(self, variant_id: str, task: Task | None = None) -> Metrics:
         project = self.require_project()
-        metrics = measure(
-            self.model(variant_id),
-            baseline=self.model(project.root.id),
-            dataset=self.dataset(),
+        metrics = self._measure(project, variant_id, task)
+        project.set_metrics(variant_id, metrics)
+        return metrics
+
+    def _measure(self, project: Project, variant_id: str, task: Task | None) -> Metrics:
+        ref = project.dataset
+        baseline = project.load_model(project.root.id)
+        return measure(
+            project.load_model(variant_id),
+            baseline=baseline,
+            dataset=load_dataset(ref) if ref is not None else None,
             runs=GUI_LATENCY_RUNS,
             profile_layers=True,
             task=task,
         )
-        project.set_metrics(variant_id, metrics)
-        return metrics
 
     def run_sensitivity(self, task: Task | None = None):
         """Sweep the current variant (on the project's data) and keep the report with the project."""
@@ -265,7 +304,7 @@ class Workspace:
 
     def delete(self, variant_id: str) -> None:
         project = self.require_project()
-        doomed = {v.id for v in project.variants() if variant_id in {x.id for x in project.lineage(v.id)}}
+        doomed = project.descendants(variant_id)
         project.delete(variant_id)
         for vid in doomed:
             self._models.pop(vid, None)
