@@ -481,15 +481,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _pick_variant(project, wanted: str | None):
-    from workbench.errors import ProjectError
-
-    variants = project.variants()
-    if wanted is None:
-        return variants[-1]
-    for variant in variants:
-        if wanted in (variant.id, variant.name):
-            return variant
-    raise ProjectError(f"no variant '{wanted}' (ids: {', '.join(v.id for v in variants)})", project.folder)
+    return project.variants()[-1] if wanted is None else project.find(wanted)
 
 
 def _cmd_devices(args: argparse.Namespace) -> int:

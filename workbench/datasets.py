@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -309,7 +310,13 @@ def _image_size(file: Path) -> tuple[int, int]:
     try:
         with open_regular(file, DatasetError) as handle, Image.open(handle) as img:
             width, height = img.size
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:  # Pillow's own cap (~179 MP) fires on open, before ours
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f" ({int(pixels.group(1)) / 1e6:,.0f} megapixels)" if pixels else ""
+        raise DatasetError(
+            f"image is too large{size}; images over {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels are refused", file
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DatasetError(f"cannot read image ({str(exc).splitlines()[0][:200]})", file) from None
     if width * height > MAX_IMAGE_PIXELS:
         raise DatasetError(

@@ -21,7 +21,7 @@ import numpy as np
 from workbench.devices import DeviceProfile, Precision
 from workbench.errors import WorkbenchError, describe_exception
 from workbench.evaluate import snr_db
-from workbench.fileio import atomic_write_bytes, atomic_write_text, sha256_bytes
+from workbench.fileio import atomic_write_bytes, atomic_write_text, remove_abandoned, sha256_bytes, staging_dir
 from workbench.plugin import Task
 from workbench.runtime import make_session, run_batches
 
@@ -41,6 +41,7 @@ TOLERANCE: dict[str, tuple[float, float]] = {
     "int4": (0.95, 10.0),
 }
 VERIFY_SAMPLES = 64
+EXPORTING = ".exporting-"  # staging folders of an export, inside the output folder
 
 
 class ExportRefused(WorkbenchError):
@@ -134,6 +135,8 @@ def plan_export(project: Project, variant_id: str, device: DeviceProfile) -> Exp
         latency_estimate_s=latency,
         energy_estimate_j=energy,
     )
+    if analysis.runtime_refusal is not None:
+        plan.refusals.append(f"the model cannot be run here to verify it: {analysis.runtime_refusal}")
     if device.supported_ops is not None:
         unsupported = sorted({n.op_type for n in proto.graph.node} - set(device.supported_ops) - {"Constant"})
         if unsupported:
@@ -205,13 +208,16 @@ def export_for_device(
         raise ExportRefused(f"cannot export for {device.name}: " + "; ".join(plan.refusals))
     variant = project.get(variant_id)
     model = project.load_model(variant_id)
+    from workbench.evaluate import runnable_batch
+
+    runnable_batch(model)  # conversion checks and the benchmark run the model on this host
     out_dir = Path(out_dir)
     target = out_dir / f"{_safe(variant.name)}-{variant.id}-{device.id}"
     if target.exists():
         raise WorkbenchError("a bundle for this variant and device already exists there", target)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=f".{target.name}.exporting-"))
-    try:
+    remove_abandoned(out_dir, (f".*{EXPORTING}*",))  # what an export killed mid-way left here
+    # The bundle appears complete or not at all; a failed or cancelled export leaves nothing behind.
+    with staging_dir(out_dir, f".{target.name}{EXPORTING}") as staging:
         task.report(0.05, f"converting for {device.name}")
         artifacts, checks, runner = _convert(model, plan, staging, task.sub(0.05, 0.5))
         task.report(0.5, "verifying outputs against the variant")
@@ -250,9 +256,6 @@ def export_for_device(
         atomic_write_text(staging / "manifest.json", strict_json(manifest))
         staging.chmod(0o755)
         staging.rename(target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)  # a failed or cancelled export leaves nothing behind
-        raise
     task.report(1.0, f"exported to {target}")
     return target
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from workbench.errors import WorkbenchError
 from workbench.settings import config_dir
+from workbench.untrusted import read_regular_bytes
 
 Precision = Literal["fp32", "fp16", "int8", "int8-weights", "int4"]
 ExportFormat = Literal["onnx", "ort", "onnx-fp16", "openvino", "tflite", "c-header"]
@@ -55,6 +56,8 @@ class DeviceProfile(BaseModel):
 def _parse(text: str, where: str) -> DeviceProfile:
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise WorkbenchError("the profile is nested too deeply to read", where) from None
     except yaml.YAMLError as exc:
         raise WorkbenchError(f"not valid YAML ({str(exc).splitlines()[0]})", where) from None
     try:
@@ -85,7 +88,7 @@ def load_devices(extra_dir: Path | None = None) -> tuple[dict[str, DeviceProfile
     if folder.is_dir():
         for path in sorted(folder.glob("*.yaml")):
             try:
-                profile = _parse(path.read_text(encoding="utf-8"), str(path))
+                profile = _parse(read_regular_bytes(path).decode("utf-8"), str(path))
             except (WorkbenchError, OSError, UnicodeDecodeError) as exc:
                 problems.append(str(exc))  # one bad user file must not hide the others
                 continue

@@ -57,13 +57,15 @@ def describe_exception(exc: BaseException) -> str:
     """
     if isinstance(exc, WorkbenchError):
         return exc.reason
+    import re
+
     name = type(exc).__name__
-    text = str(exc).strip()
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # some libraries colour their messages
     first = text.splitlines()[0][:300] if text else ""
-    if isinstance(exc, MemoryError) or "bad_alloc" in text or "bad allocation" in text:
+    if isinstance(exc, MemoryError) or any(s in text for s in ("bad_alloc", "bad allocation", "Failed to allocate")):
         return "ran out of memory (the model or data needs more than this machine can give)"
     if isinstance(exc, RecursionError):
-        return "the model is nested too deeply to process (recursion limit reached)"
+        return "the file is nested too deeply to process (recursion limit reached)"
     if name == "DecompressionBombError":
         return f"image is too large to decode safely ({first})"
     if isinstance(exc, OSError) and exc.strerror:

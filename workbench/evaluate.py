@@ -85,7 +85,7 @@ def zip_size(data: bytes) -> int:
 
 def check_dataset_fits(dataset: Dataset, shapes: Mapping[str, tuple[int, ...]]) -> None:
     if not shapes:
-        raise DatasetError("the model takes no inputs: there is nothing to feed the data to", dataset.ref.path)
+        raise DatasetError("the model takes no inputs: there is nothing to feed the data to")
     if len(shapes) != 1:
         raise DatasetError(f"evaluation feeds one input; the model has {len(shapes)} ({', '.join(shapes)})")
     name, shape = next(iter(shapes.items()))
@@ -244,6 +244,18 @@ def safe_batch(analysis: Analysis, model_bytes: int, source: Path | None = None)
         batch = max(1, min(int(next(iter(analysis.input_shapes.shapes.values()))[0] or 1), MAX_BATCH))
     per_sample = max(peak / batch, 1.0)
     return max(1, min(MAX_BATCH, int(budget / (4 * per_sample))))
+
+
+def runnable_batch(model: Model) -> int:
+    """Analyse ``model`` and return a safe batch size, or refuse when it cannot run here even once.
+
+    Every place that runs a model in this process (measuring, calibration, distillation, sensitivity,
+    export) asks first: a small file must not make onnxruntime allocate what its graph computes.
+    """
+    from workbench.analysis import analyze
+
+    proto_model = model if model.onnx_proto is not None else model.derive(onnx_proto=model.to_onnx())
+    return safe_batch(analyze(proto_model), len(proto_model.onnx_bytes()), model.source)
 
 
 def measure(

@@ -201,6 +201,7 @@ def _load_external_data(proto: onnx.ModelProto, path: Path) -> None:
 
     base = path.parent
     total = 0
+    sparse: list[str] = []
     for tensor in _all_tensors(proto):
         if not uses_external_data(tensor):
             continue
@@ -237,16 +238,17 @@ def _load_external_data(proto: onnx.ModelProto, path: Path) -> None:
             )
         stored = getattr(info_stat, "st_blocks", None)
         if stored is not None and declared > _SPARSE_CHECK_FROM and stored * 512 < declared // 10:
-            raise ModelLoadError(
+            sparse.append(
                 f"external data file '{info.location}' is sparse: tensor '{tensor.name}' declares "
-                f"{human_bytes(declared)} but the file stores {human_bytes(stored * 512)} on disk",
-                path,
+                f"{human_bytes(declared)} but the file stores {human_bytes(stored * 512)} on disk"
             )
         total += declared
     if total > _PROTOBUF_LIMIT:
         raise ModelLoadError(
             f"the weights in external data total {human_bytes(total)}; models over 2 GB are not supported yet", path
         )
+    if sparse:  # gigabytes of zeros that were never written: a bomb, not weights
+        raise ModelLoadError(sparse[0], path)
     check_allocation(total, "the external data", path, budget=memory_budget(total), error=ModelLoadError)
     for tensor in _all_tensors(proto):
         if not uses_external_data(tensor):
@@ -415,7 +417,7 @@ def _load_checkpoint(path: Path, *, trust_pickle: bool, arch: str | None) -> Mod
         with open_regular(path, ModelLoadError) as handle:
             obj = torch.load(handle, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        unsafe = _unsafe_globals(path)
+        unsafe = _unsafe_globals(path) or _globals_named_in(str(exc))
         if not unsafe:
             raise ModelLoadError(f"not a PyTorch file, or it is corrupt ({_first_line(exc)})", path) from None
         if not trust_pickle:
@@ -446,6 +448,15 @@ def _unsafe_globals(path: Path) -> list[str]:
             return list(torch.serialization.get_unsafe_globals_in_checkpoint(handle))
     except Exception:
         return []
+
+
+def _globals_named_in(message: str) -> list[str]:
+    """What torch's weights-only unpickler refused, from its message (legacy files give no other way)."""
+    import re
+
+    if "Weights only load failed" not in message:
+        return []
+    return list(dict.fromkeys(re.findall(r"GLOBAL ([\w.]+)", message)))
 
 
 def _load_trusted_pickle(path: Path) -> Any:
@@ -586,5 +597,7 @@ def model_from_module(module: nn.Module, name: str, input_shape: tuple[int, ...]
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()  # torch colours some messages
     return text.splitlines()[0][:300] if text else type(exc).__name__

@@ -238,7 +238,7 @@ class Project:
             try:
                 _row_to_variant(row[:-1])
                 _parse_inputs(row[-1])
-            except (ValueError, TypeError, KeyError, IndexError, ValidationError) as exc:
+            except (ValueError, TypeError, KeyError, IndexError, RecursionError, ValidationError) as exc:
                 broken[vid] = f"its stored fields cannot be read ({_short(exc)})"
         roots = [vid for vid, parent in parents.items() if parent is None]
         if not roots:
@@ -317,8 +317,18 @@ class Project:
             raise ProjectError(f"no variant '{variant_id}' in this project", self.folder)
         try:
             return _row_to_variant(row)
-        except (ValueError, TypeError, KeyError, IndexError, ValidationError) as exc:
+        except (ValueError, TypeError, KeyError, IndexError, RecursionError, ValidationError) as exc:
             raise ProjectError(f"variant '{variant_id}' is damaged ({_short(exc)})", self.folder) from None
+
+    def find(self, wanted: str) -> Variant:
+        """A variant by id or name; a set-aside one raises with the reason."""
+        for variant in self.variants():
+            if wanted in (variant.id, variant.name):
+                return variant
+        if wanted in self._broken:
+            self.get(wanted)  # raises, saying why it is set aside
+        ids = ", ".join(v.id for v in self.variants())
+        raise ProjectError(f"no variant '{wanted}' (ids: {ids})", self.folder)
 
     @property
     def root(self) -> Variant:
@@ -368,7 +378,7 @@ class Project:
         try:
             specs, shapes = _parse_inputs(inputs_json)
             arch = ArchRef(**json.loads(arch_json)) if torch_sha and arch_json else None
-        except (ValueError, TypeError, KeyError, IndexError) as exc:
+        except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
             raise ProjectError(f"variant '{variant_id}' is damaged ({_short(exc)})", self.folder) from None
         try:
             proto = onnx.load_from_string(self._read_artifact(onnx_sha, ".onnx"))

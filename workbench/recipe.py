@@ -53,15 +53,19 @@ class Recipe(BaseModel):
 
     @classmethod
     def load(cls, path: str | Path) -> Recipe:
+        from workbench.untrusted import read_regular_bytes
+
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise RecipeError("recipe file does not exist", path) from None
+            text = read_regular_bytes(path, RecipeError).decode("utf-8")
+        except RecipeError as exc:
+            raise RecipeError(exc.reason.replace("file does not exist", "recipe file does not exist"), path) from None
         except (OSError, UnicodeDecodeError) as exc:
             raise RecipeError(f"cannot read the recipe ({exc})", path) from None
         try:
             data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+        except RecursionError:
+            raise RecipeError("the recipe is nested too deeply to read", path) from None
         except (ValueError, yaml.YAMLError) as exc:
             raise RecipeError(
                 f"not valid {path.suffix.lstrip('.') or 'YAML'} ({str(exc).splitlines()[0]})", path

@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from workbench.datasets import Dataset
-from workbench.evaluate import top1
+from workbench.evaluate import runnable_batch, top1
 from workbench.plugin import PluginRegistry, Task, run_plugin
 from workbench.runtime import make_session, run_batches
 
@@ -73,10 +73,11 @@ def sweep(
     onnx_model = model.derive(onnx_proto=model.to_onnx())
     x = dataset.x[:samples]
     labels = dataset.y[:samples] if dataset.y is not None else None
-    reference = top1(run_batches(make_session(onnx_model.onnx_bytes()), x))
+    batch = runnable_batch(onnx_model)
+    reference = top1(run_batches(make_session(onnx_model.onnx_bytes()), x, max_batch=batch))
 
     def quality(candidate: Model) -> float:
-        predicted = top1(run_batches(make_session(candidate.onnx_bytes()), x))
+        predicted = top1(run_batches(make_session(candidate.onnx_bytes()), x, max_batch=batch))
         return float(np.mean(predicted == (labels if labels is not None else reference)))
 
     baseline_quality = float(np.mean(reference == labels)) if labels is not None else 1.0

@@ -6,6 +6,7 @@ import json
 import os
 from pathlib import Path
 
+from workbench.errors import WorkbenchError
 from workbench.fileio import atomic_write_text
 
 APP_NAME = "model-workbench"
@@ -28,6 +29,12 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir(APP_NAME))
 
 
+def _read(path: Path) -> str:
+    from workbench.untrusted import read_regular_bytes
+
+    return read_regular_bytes(path).decode("utf-8")
+
+
 class ShapeMemory:
     """Input shapes the user chose for a model, keyed by the model file's sha256."""
 
@@ -36,8 +43,8 @@ class ShapeMemory:
 
     def _read(self) -> dict[str, dict[str, list[int]]]:
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = json.loads(_read(self.path))
+        except (OSError, ValueError, WorkbenchError):
             return {}  # a missing or damaged memory only costs the user re-entering a shape
         return data if isinstance(data, dict) else {}
 
@@ -65,8 +72,8 @@ class RecentFiles:
 
     def _read(self) -> dict[str, list[str]]:
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = json.loads(_read(self.path))
+        except (OSError, ValueError, WorkbenchError):
             return {}
         return data if isinstance(data, dict) else {}
 
