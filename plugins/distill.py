@@ -51,6 +51,7 @@ class Distill(Plugin):
 
     def apply(self, model: Model, params: DistillParams, task: Task) -> Model:  # type: ignore[override]
         from workbench.archs import get_architecture
+        from workbench.evaluate import runnable_batch
         from workbench.model import ArchRef
         from workbench.runtime import make_session, run_batches
         from workbench.training import train
@@ -64,7 +65,7 @@ class Distill(Plugin):
         x = data.x[: params.samples]
         labels = data.y[: params.samples] if data.y is not None else None
         task.report(0.02, "teacher predictions")
-        teacher = run_batches(make_session(model.onnx_bytes()), x)
+        teacher = run_batches(make_session(model.onnx_bytes()), x, max_batch=runnable_batch(model))
         if teacher.ndim != 2:
             raise PluginError(f"distillation needs a [batch, classes] output; the teacher gives {list(teacher.shape)}")
         name, kwargs = self._student_spec(model, params, num_classes=teacher.shape[1], in_channels=shape[1])

@@ -138,6 +138,9 @@ class QuantizeInt8(Plugin):
                         nodes_to_exclude=exclude,
                     )
                 else:
+                    from workbench.evaluate import runnable_batch
+
+                    runnable_batch(model.derive(onnx_proto=proto))  # calibration runs the model here
                     reader = _CalibrationReader(proto, model, task, params.calibration_samples, notes)
                     quantize_static(
                         proto,
