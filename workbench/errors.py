@@ -91,9 +91,10 @@ def _strip_runtime_prefix(text: str) -> str:
     return text.strip()
 
 
-def with_path(exc: WorkbenchError, path: str | Path | None) -> WorkbenchError:
-    """``exc`` naming ``path`` when it names no file yet (the caller knows which file was at work)."""
-    if exc.path is not None or path is None or isinstance(exc, Cancelled):
+def with_path(exc: WorkbenchError, path: str | Path | None, *, replace: bool = False) -> WorkbenchError:
+    """``exc`` naming ``path`` when it names no file yet (the caller knows which file was at work), or
+    instead of the file it names when ``replace``."""
+    if (exc.path is not None and not replace) or path is None or isinstance(exc, Cancelled):
         return exc
     import copy
 

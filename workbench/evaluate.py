@@ -164,15 +164,13 @@ def layer_latency_shares(
     import json
     import tempfile
 
-    import onnxruntime as ort
-
-    from workbench.runtime import session_options
+    from workbench.runtime import new_session, session_options
 
     options = session_options(threads, optimize=False)
     options.enable_profiling = True
     with tempfile.TemporaryDirectory() as tmp:
         options.profile_file_prefix = str(Path(tmp) / "profile")
-        session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+        session = new_session(model_bytes, options)
         feeds = example_feeds(session, shapes, np.random.default_rng(0))
         for _ in range(runs):
             run_session(session, feeds)

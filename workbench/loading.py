@@ -175,9 +175,8 @@ def _load_onnx(path: Path) -> Model:
 def check_runtime_loads(proto: onnx.ModelProto, path: Path | None) -> None:
     """Refuse what onnxruntime refuses (an opset it does not know, duplicate node names, ...): every
     measurement and export runs there, and a plugin must never write a file it cannot load."""
-    import onnxruntime as ort
 
-    from workbench.runtime import session_options
+    from workbench.runtime import new_session, session_options
 
     options = session_options(optimize=False)  # validate, do not optimize
     try:
@@ -185,7 +184,7 @@ def check_runtime_loads(proto: onnx.ModelProto, path: Path | None) -> None:
     except ValueError:
         return  # over protobuf's 2 GB limit: only the file-based loader could check it
     try:
-        ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        new_session(data, options)
     except Exception as exc:
         reason = describe_exception(exc).removeprefix("onnxruntime: ")
         raise ModelLoadError(f"onnxruntime cannot load this model: {reason}", path) from None

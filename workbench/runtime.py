@@ -55,15 +55,25 @@ def session_options(threads: int = DEFAULT_THREADS, *, optimize: bool = True) ->
     return options
 
 
-def make_session(model_bytes: bytes, threads: int = DEFAULT_THREADS) -> ort.InferenceSession:
+def new_session(model: bytes | str, options: ort.SessionOptions) -> ort.InferenceSession:
+    """An onnxruntime CPU session. onnxruntime's Python layer prints an "EP Error" banner to stdout
+    before re-raising some load failures; the caller reports the failure itself, in one line."""
+    import contextlib
+    import io
+
     import onnxruntime as ort
 
+    with contextlib.redirect_stdout(io.StringIO()) if _logging["severity"] == _QUIET else contextlib.nullcontext():
+        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def make_session(model_bytes: bytes, threads: int = DEFAULT_THREADS) -> ort.InferenceSession:
     options = session_options(threads)
     if is_weight_only_quantized(model_bytes):
         # int8 weights behind DequantizeLinear run at float speed only without QDQ fusion (~1.7x otherwise).
         options.add_session_config_entry("session.disable_quant_qdq", "1")
     try:
-        return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+        return new_session(model_bytes, options)
     except Exception as exc:
         raise WorkbenchError(f"onnxruntime cannot load the model ({_reason(exc)})") from None
 

@@ -8,6 +8,7 @@ workbench, and the caller learns why the probe stopped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -63,7 +64,7 @@ def probe_shapes(
             return ProbeResult(failure=f"could not start the test run ({exc.strerror or exc})")
         if done.returncode == 0:
             try:
-                found = json.loads(done.stdout.decode("utf-8"))
+                found = json.loads(done.stdout.decode("utf-8").strip().splitlines()[-1])
                 return ProbeResult({k: (str(v[0]), tuple(int(d) for d in v[1])) for k, v in found.items()})
             except (ValueError, TypeError, IndexError, UnicodeDecodeError):
                 return ProbeResult(failure="the test run returned nothing readable")
@@ -109,7 +110,10 @@ def _main(folder: str) -> int:
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     options.log_severity_level = 4
     try:
-        session = ort.InferenceSession(str(Path(folder) / "model.onnx"), options, providers=["CPUExecutionProvider"])
+        with contextlib.redirect_stdout(sys.stderr):  # onnxruntime prints load failures; stdout carries JSON
+            session = ort.InferenceSession(
+                str(Path(folder) / "model.onnx"), options, providers=["CPUExecutionProvider"]
+            )
         feeds = {i.name: zeros_for(i.type, request["inputs"].get(i.name, ())) for i in session.get_inputs()}
         values = session.run(request["outputs"], feeds)
     except MemoryError:

@@ -6,14 +6,16 @@ take a ``task`` are long and meant for a worker thread; the rest are quick enoug
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from workbench.analysis import Analysis, analyze
 from workbench.datasets import Dataset, DatasetRef, load_dataset, random_inputs_ref
-from workbench.errors import WorkbenchError
+from workbench.errors import WorkbenchError, with_path
 from workbench.evaluate import Metrics, measure
 from workbench.fileio import sha256_file
 from workbench.loading import load_model
@@ -24,6 +26,7 @@ from workbench.project import Project, Variant
 from workbench.settings import RecentFiles
 
 GUI_LATENCY_RUNS = 30
+T = TypeVar("T")
 
 
 def projects_root() -> Path:
@@ -35,6 +38,22 @@ def projects_root() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_data_dir("model-workbench")) / "projects"
+
+
+def _names_the_project(method: Callable[..., T]) -> Callable[..., T]:
+    """A failure that names no file names the open project, so the notice bar says where it happened."""
+
+    @functools.wraps(method)
+    def wrapper(self: Workspace, *args: Any, **kwargs: Any) -> T:
+        try:
+            return method(self, *args, **kwargs)
+        except WorkbenchError as exc:
+            folder = self.project.folder if self.project is not None else None
+            # An artifact's hash-named file means nothing to the user; the project does.
+            inside = folder is not None and exc.path is not None and folder in exc.path.parents
+            raise with_path(exc, folder, replace=inside) from exc.__cause__
+
+    return wrapper
 
 
 @dataclass(frozen=True)
@@ -84,8 +103,6 @@ class Workspace:
         The project appears only once the baseline is measured: a model that cannot be measured leaves
         no folder behind, and the project that was open stays open.
         """
-        from workbench.errors import with_path
-
         task = task or Task()
         path = Path(path)
         task.report(0.05, f"loading {path.name}")
@@ -218,6 +235,7 @@ class Workspace:
             compute_ms=(time.perf_counter() - start) * 1000,
         )
 
+    @_names_the_project
     def evaluate_preview(self, plugin_id: str, params: dict[str, Any], task: Task | None = None) -> Preview:
         """Accuracy/fidelity, latency and size of the previewed step, against the baseline."""
         task = task or Task()
@@ -239,12 +257,14 @@ class Workspace:
     def discard_preview(self) -> None:
         self.preview = None
 
+    @_names_the_project
     def apply(self, plugin_id: str, params: dict[str, Any], task: Task | None = None) -> Variant:
         """Commit the step as a variant of the current one (stored, measured), and make it current."""
         task = task or Task()
         project = self.require_project()
         assert self.current_id is not None
-        preview = self.preview if self.preview and self.preview.params == params else None
+        same_step = self.preview is not None and (self.preview.plugin_id, self.preview.params) == (plugin_id, params)
+        preview = self.preview if same_step else None
         known = {v.id for v in project.variants()}
         task.dataset = task.dataset or self.dataset()
         baseline = self.model(project.root.id)
@@ -265,6 +285,7 @@ class Workspace:
         self.preview = None
         return project.get(variant.id)
 
+    @_names_the_project
     def measure_variant(self, variant_id: str, task: Task | None = None) -> Metrics:
         project = self.require_project()
         metrics = self._measure(project, variant_id, task)
@@ -283,6 +304,7 @@ class Workspace:
             task=task,
         )
 
+    @_names_the_project
     def run_sensitivity(self, task: Task | None = None):
         """Sweep the current variant (on the project's data) and keep the report with the project."""
         from workbench.sensitivity import sweep

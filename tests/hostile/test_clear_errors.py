@@ -349,3 +349,17 @@ def test_a_damaged_project_file_is_one_line(sandbox, mlp_onnx, damage):
         db.close()
     run = sandbox.cli("export", folder, "--device", "x86-server", "-o", sandbox.root / "out")
     sandbox.assert_refused(run, folder)
+
+
+def test_a_failing_step_in_the_window_names_the_project(tmp_path, monkeypatch, mlp_onnx):
+    from workbench.errors import PluginError
+    from workbench.workspace import Workspace
+
+    monkeypatch.setenv("WORKBENCH_PROJECTS_DIR", str(tmp_path / "projects"))
+    workspace = Workspace()
+    project = workspace.open_model(mlp_onnx)
+    with pytest.raises(PluginError) as failure:
+        workspace.apply("qat_int8", {})  # needs a torch model; this one is ONNX only
+    assert str(failure.value).startswith(f"{project.folder}: ") and "torch" in str(failure.value)
+    assert len(workspace.variants()) == 1
+    workspace.close()
