@@ -71,7 +71,7 @@ def describe_exception(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.strerror.lower()}" + (f" ({exc.filename})" if exc.filename else "")
     if type(exc).__module__.startswith("onnxruntime"):
-        return "onnxruntime: " + _strip_runtime_prefix(first)
+        return "onnxruntime: " + _strip_runtime_prefix(text.splitlines()[0] if text else name)[:300]
     return f"{name}: {first}" if first else name
 
 
@@ -85,9 +85,25 @@ def is_internal_error(exc: BaseException) -> bool:
 
 
 def _strip_runtime_prefix(text: str) -> str:
-    # "[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Got invalid dimensions..." -> "Got invalid dimensions..."
+    """onnxruntime's message without its status prefix and C++ source locations:
+    "[ONNXRuntimeError] : 1 : FAIL : /onnxruntime_src/.../model.cc:256 onnxruntime::Model::Model(...) Unsupported
+    model IR version: 14" -> "Unsupported model IR version: 14"."""
+    import re
+
     if text.startswith("[ONNXRuntimeError]"):
         text = text.split(" : ", 3)[-1]
+    while located := re.search(r"\S*onnxruntime_src/\S+:\d+\s+", text):
+        rest = text[located.end() :]
+        signature = re.match(r"[\w:~<>,* &]*::[\w~]+\s*\(", rest)  # a C++ signature: skip to its closing paren
+        if signature:
+            depth, index = 0, signature.end() - 1
+            while index < len(rest):
+                depth += {"(": 1, ")": -1}.get(rest[index], 0)
+                index += 1
+                if depth == 0:
+                    break
+            rest = rest[index:]
+        text = text[: located.start()] + rest.lstrip()
     return text.strip()
 
 

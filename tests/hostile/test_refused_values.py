@@ -71,7 +71,7 @@ def test_labels_that_are_not_class_indices_are_refused(sandbox, mlp_onnx, labels
     unchanged()
 
 
-def _relu_chain(path: Path, *, opset: int = 17, duplicate_names: bool = False) -> Path:
+def _relu_chain(path: Path, *, opset: int = 17, duplicate_names: bool = False, ir_version: int = 8) -> Path:
     import onnx
     from onnx import TensorProto, helper
 
@@ -85,15 +85,21 @@ def _relu_chain(path: Path, *, opset: int = 17, duplicate_names: bool = False) -
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 8
+    model.ir_version = ir_version
     onnx.save(model, path)
     return path
 
 
-@pytest.mark.parametrize("kind", ["opset-99", "duplicate-node-names"])
-def test_models_onnxruntime_refuses_are_refused_and_nothing_is_written(sandbox, kind):
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [("opset-99", "opset"), ("duplicate-node-names", "same node name"), ("ir-version-14", "IR version: 14")],
+)
+def test_models_onnxruntime_refuses_are_refused_and_nothing_is_written(sandbox, kind, reason):
     model = _relu_chain(
-        sandbox.files / f"{kind}.onnx", opset=99 if kind == "opset-99" else 17, duplicate_names=kind != "opset-99"
+        sandbox.files / f"{kind}.onnx",
+        opset=99 if kind == "opset-99" else 17,
+        duplicate_names=kind == "duplicate-node-names",
+        ir_version=14 if kind == "ir-version-14" else 8,
     )
     recipe = sandbox.files / "recipe.json"
     recipe.write_text(
@@ -110,5 +116,6 @@ def test_models_onnxruntime_refuses_are_refused_and_nothing_is_written(sandbox, 
     out = sandbox.root / "out.onnx"
     run = sandbox.cli("apply", "--recipe", recipe, model, "-o", out)
     sandbox.assert_refused(run, model, reason="onnxruntime cannot load this model")
+    assert reason in run.lines[0] and "onnxruntime_src" not in run.lines[0], run.describe()
     assert not out.exists()
     unchanged()
