@@ -135,8 +135,12 @@ def plan_export(project: Project, variant_id: str, device: DeviceProfile) -> Exp
         latency_estimate_s=latency,
         energy_estimate_j=energy,
     )
-    if analysis.runtime_refusal is not None:
-        plan.refusals.append(f"the model cannot be run here to verify it: {analysis.runtime_refusal}")
+    from workbench.evaluate import safe_batch
+
+    try:
+        safe_batch(analysis, len(model.onnx_bytes()))  # conversion checks and the benchmark run it here
+    except WorkbenchError as exc:
+        plan.refusals.append(f"the model cannot be run here to verify it: {exc.reason}")
     if device.supported_ops is not None:
         unsupported = sorted({n.op_type for n in proto.graph.node} - set(device.supported_ops) - {"Constant"})
         if unsupported:
@@ -208,9 +212,6 @@ def export_for_device(
         raise ExportRefused(f"cannot export for {device.name}: " + "; ".join(plan.refusals))
     variant = project.get(variant_id)
     model = project.load_model(variant_id)
-    from workbench.evaluate import runnable_batch
-
-    runnable_batch(model)  # conversion checks and the benchmark run the model on this host
     out_dir = Path(out_dir)
     target = out_dir / f"{_safe(variant.name)}-{variant.id}-{device.id}"
     if target.exists():

@@ -7,6 +7,7 @@ runs code stored in the file.
 
 from __future__ import annotations
 
+import math
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -31,7 +32,7 @@ from workbench.model import (
     parse_input_shapes,
     set_eval,
 )
-from workbench.untrusted import check_regular_file, open_regular, refuse_pickled_code
+from workbench.untrusted import check_regular_file, open_regular, refuse_pickled_code, untrusted_pickle_error
 
 if TYPE_CHECKING:
     import onnx
@@ -93,11 +94,8 @@ def check_input_sizes(model: Model) -> None:
             itemsize = np.dtype(dtypes.get(name, "float32")).itemsize
         except TypeError:
             itemsize = 8
-        count = 1
-        for dim in shape:
-            count *= int(dim)
         check_allocation(
-            count * itemsize,
+            math.prod(int(d) for d in shape) * itemsize,
             f"input '{name}' at shape {'x'.join(map(str, shape))} ({model.input_shapes.source})",
             model.source,
             budget=budget,
@@ -320,14 +318,13 @@ def _value_infos_to_specs(value_infos) -> list[TensorSpec]:
 
 # --- torch ----------------------------------------------------------------------------------------
 def _load_torch(path: Path, *, trust_pickle: bool, arch: str | None) -> Model:
+    # Each route loads under the pickle guard: only --trust-pickle lets a pickle ask for code.
     kind = _sniff_torch_archive(path)
-    # Every torch route runs under the pickle guard: only --trust-pickle lets a pickle ask for code.
-    with refuse_pickled_code(path, trusted=trust_pickle):
-        if kind == "torchscript":
-            return _load_torchscript(path)
-        if kind == "export":
-            return _load_exported_program(path)
-        return _load_checkpoint(path, trust_pickle=trust_pickle, arch=arch)
+    if kind == "torchscript":
+        return _load_torchscript(path, trust_pickle=trust_pickle)
+    if kind == "export":
+        return _load_exported_program(path, trust_pickle=trust_pickle)
+    return _load_checkpoint(path, trust_pickle=trust_pickle, arch=arch)
 
 
 def _sniff_torch_archive(path: Path) -> str:
@@ -363,12 +360,13 @@ def check_zip_expansion(members: list[zipfile.ZipInfo], path: Path, error: type[
         )
 
 
-def _load_torchscript(path: Path) -> Model:
+def _load_torchscript(path: Path, *, trust_pickle: bool) -> Model:
     import torch
 
     try:
-        # TorchScript's own C++ unpickler knows a fixed set of types and runs no Python.
-        module = torch.jit.load(str(path), map_location="cpu")
+        # TorchScript's own C++ unpickler knows a fixed set of types and runs no Python; guarded anyway.
+        with refuse_pickled_code(path, trusted=trust_pickle):
+            module = torch.jit.load(str(path), map_location="cpu")
     except UntrustedPickleError:
         raise
     except Exception as exc:
@@ -382,12 +380,13 @@ def _load_torchscript(path: Path) -> Model:
     )
 
 
-def _load_exported_program(path: Path) -> Model:
+def _load_exported_program(path: Path, *, trust_pickle: bool) -> Model:
     import torch
 
     try:
-        with open_regular(path, ModelLoadError) as handle:
-            # torch.export.load unpickles with weights_only=False inside; the caller's guard refuses code.
+        # torch.export.load unpickles with weights_only=False inside (weights, example inputs, opaque
+        # constants): the guard refuses any pickle that asks for code, unless the user trusts the file.
+        with refuse_pickled_code(path, trusted=trust_pickle), open_regular(path, ModelLoadError) as handle:
             program = torch.export.load(handle)
     except WorkbenchError:
         raise
@@ -413,19 +412,14 @@ def _load_checkpoint(path: Path, *, trust_pickle: bool, arch: str | None) -> Mod
     import torch
 
     try:
-        with open_regular(path, ModelLoadError) as handle:
+        with refuse_pickled_code(path, trusted=trust_pickle), open_regular(path, ModelLoadError) as handle:
             obj = torch.load(handle, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         unsafe = _unsafe_globals(path) or _globals_named_in(str(exc))
         if not unsafe:
             raise ModelLoadError(f"not a PyTorch file, or it is corrupt ({_first_line(exc)})", path) from None
         if not trust_pickle:
-            raise UntrustedPickleError(
-                f"refused: the file holds pickled Python objects ({', '.join(unsafe[:3])}); loading them "
-                "would run code stored in the file. Save a state_dict or TorchScript instead, or pass "
-                "--trust-pickle if you trust where this file came from",
-                path,
-            ) from None
+            raise untrusted_pickle_error(unsafe, path) from None
         obj = _load_trusted_pickle(path)
     except WorkbenchError:
         raise

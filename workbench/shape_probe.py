@@ -136,14 +136,10 @@ def zeros_for(type_name: str, shape: Sequence[int]):
     """A zero (or empty-string) feed for an onnxruntime input type such as ``tensor(float16)``."""
     import numpy as np
 
-    dtype = type_name.removeprefix("tensor(").removesuffix(")")
-    if dtype == "string":
-        return np.full(tuple(shape), "", dtype=object)
-    numpy_names = {"float": "float32", "double": "float64", "bool": "bool"}
-    try:
-        return np.zeros(tuple(shape), dtype=np.dtype(numpy_names.get(dtype, dtype)))
-    except TypeError:
-        return np.zeros(tuple(shape), dtype=np.float32)
+    from workbench.runtime import numpy_dtype
+
+    dtype = numpy_dtype(type_name)
+    return np.full(tuple(shape), "", dtype=object) if dtype is None else np.zeros(tuple(shape), dtype=dtype)
 
 
 if __name__ == "__main__":

@@ -158,22 +158,20 @@ def refuse_pickled_code(path: str | Path | None, *, trusted: bool = False) -> It
     try:
         yield
     except BaseException as exc:
-        if guard.refused:
-            raise _refusal(guard) from None
-        if isinstance(exc, _RefusedGlobal):
-            raise _refusal(guard) from None
+        if guard.refused or isinstance(exc, _RefusedGlobal):
+            raise untrusted_pickle_error(guard.refused, guard.path) from None
         raise
     finally:
         _GUARD.reset(token)
     if guard.refused:  # a library swallowed the abort; the payload still never ran
-        raise _refusal(guard)
+        raise untrusted_pickle_error(guard.refused, guard.path)
 
 
-def _refusal(guard: _Guard) -> UntrustedPickleError:
-    names = ", ".join(dict.fromkeys(guard.refused))
+def untrusted_pickle_error(names: list[str], path: Path | None) -> UntrustedPickleError:
+    shown = ", ".join(list(dict.fromkeys(names))[:3])
     return UntrustedPickleError(
-        f"refused: the file holds pickled Python code ({names}); loading it would run code stored in the "
+        f"refused: the file holds pickled Python code ({shown}); loading it would run code stored in the "
         "file. Save a state_dict, TorchScript or ONNX instead, or pass --trust-pickle if you trust where "
         "this file came from",
-        guard.path,
+        path,
     )

@@ -136,6 +136,44 @@ class Sandbox:
         return check
 
     @staticmethod
+    def save_graph(
+        path: Path, nodes, inputs, outputs, initializers=(), *, opset: int = 17, ir_version: int = 8, external=None
+    ) -> Path:
+        """An ONNX file built in code (IR 8: one every onnxruntime here reads), optionally with external data."""
+        import onnx
+        from onnx import helper
+
+        graph = helper.make_graph(nodes, path.stem, inputs, outputs, list(initializers))
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        model.ir_version = ir_version
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if external:
+            onnx.save(model, path, save_as_external_data=True, location=external, size_threshold=0)
+        else:
+            onnx.save(model, path)
+        return path
+
+    def tiny_onnx(self, path: Path, external: str | None = None) -> Path:
+        """x [N, 4] -> MatMul -> y [N, 3]: the smallest real model a command can open and run."""
+        import numpy as np
+        from onnx import TensorProto, helper, numpy_helper
+
+        return self.save_graph(
+            path,
+            [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
+            [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
+            [numpy_helper.from_array(np.ones((4, 3), np.float32), "w")],
+            external=external,
+        )
+
+    def prove_live(self, code: str, marker: Path) -> None:
+        """Run an unsafe loader on a payload and check it writes ``marker`` (else a test proves nothing)."""
+        control = self.python(code)
+        assert marker.exists(), f"the payload is not live, so this test would prove nothing\n{control.describe()}"
+        marker.unlink()
+
+    @staticmethod
     def assert_refused(run: Run, named: Path | str, *, reason: str | None = None) -> None:
         """A clean refusal: non-zero exit, one stderr line naming the file, no traceback, bounded memory."""
         assert run.code != 0, run.describe()

@@ -13,32 +13,19 @@ import numpy as np
 import pytest
 
 
-def _save(path: Path, nodes, inputs, outputs, initializers=(), opset: int = 17) -> Path:
-    import onnx
-    from onnx import helper
-
-    model = helper.make_model(
-        helper.make_graph(nodes, path.stem, inputs, outputs, list(initializers)),
-        opset_imports=[helper.make_opsetid("", opset)],
-    )
-    model.ir_version = 8
-    onnx.save(model, path)
-    return path
-
-
 def _vi(name: str, dtype: int, shape):
     from onnx import helper
 
     return helper.make_tensor_value_info(name, dtype, shape)
 
 
-def batch_one_only(path: Path) -> Path:
+def batch_one_only(sandbox, path: Path) -> Path:
     """Declares a dynamic batch but reshapes to [1, 4] inside: breaks at batch > 1."""
     from onnx import TensorProto, helper, numpy_helper
 
     shape = numpy_helper.from_array(np.array([1, 4], np.int64), "shape")
     weight = numpy_helper.from_array(np.eye(4, 3, dtype=np.float32), "w")
-    return _save(
+    return sandbox.save_graph(
         path,
         [
             helper.make_node("Reshape", ["x", "shape"], ["flat"], name="reshape"),
@@ -50,11 +37,11 @@ def batch_one_only(path: Path) -> Path:
     )
 
 
-def impossible_reshape(path: Path) -> Path:
+def impossible_reshape(sandbox, path: Path) -> Path:
     from onnx import TensorProto, helper, numpy_helper
 
     shape = numpy_helper.from_array(np.array([3, 5], np.int64), "shape")
-    return _save(
+    return sandbox.save_graph(
         path,
         [helper.make_node("Reshape", ["x", "shape"], ["y"], name="reshape")],
         [_vi("x", TensorProto.FLOAT, ["N", 4])],
@@ -63,10 +50,10 @@ def impossible_reshape(path: Path) -> Path:
     )
 
 
-def string_input(path: Path) -> Path:
+def string_input(sandbox, path: Path) -> Path:
     from onnx import TensorProto, helper
 
-    return _save(
+    return sandbox.save_graph(
         path,
         [helper.make_node("Identity", ["s"], ["y"], name="identity")],
         [_vi("s", TensorProto.STRING, ["N", 4])],
@@ -74,10 +61,10 @@ def string_input(path: Path) -> Path:
     )
 
 
-def bool_input(path: Path) -> Path:
+def bool_input(sandbox, path: Path) -> Path:
     from onnx import TensorProto, helper
 
-    return _save(
+    return sandbox.save_graph(
         path,
         [helper.make_node("Not", ["b"], ["y"], name="not")],
         [_vi("b", TensorProto.BOOL, ["N", 4])],
@@ -85,11 +72,11 @@ def bool_input(path: Path) -> Path:
     )
 
 
-def no_inputs(path: Path) -> Path:
+def no_inputs(sandbox, path: Path) -> Path:
     from onnx import TensorProto, helper, numpy_helper
 
     value = numpy_helper.from_array(np.ones((1, 4), np.float32))
-    return _save(
+    return sandbox.save_graph(
         path,
         [
             helper.make_node("Constant", [], ["c"], name="constant", value=value),
@@ -100,7 +87,7 @@ def no_inputs(path: Path) -> Path:
     )
 
 
-def streaming_model(path: Path) -> Path:
+def streaming_model(sandbox, path: Path) -> Path:
     """Like a streaming speech model: audio, a recurrent state, a sample-rate scalar; weights in an If."""
     from onnx import TensorProto, helper, numpy_helper
 
@@ -115,7 +102,7 @@ def streaming_model(path: Path) -> Path:
         )
 
     rate = numpy_helper.from_array(np.array(16000, np.int64), "rate16k")
-    return _save(
+    return sandbox.save_graph(
         path,
         [
             helper.make_node("Equal", ["sr", "rate16k"], ["is16k"], name="check_rate"),
@@ -173,13 +160,13 @@ def data(sandbox) -> Path:
 
 
 def test_a_model_that_only_runs_at_batch_1_is_evaluated_and_exported(sandbox, data):
-    model = batch_one_only(sandbox.files / "batch1.onnx")
+    model = batch_one_only(sandbox, sandbox.files / "batch1.onnx")
     sandbox.assert_succeeded(sandbox.cli("eval", model, "--data", data, "--runs", "3"))
     sandbox.assert_succeeded(sandbox.cli("export", model, "--device", "x86-server", "-o", sandbox.root / "out"))
 
 
 def test_runtime_failures_are_one_line(sandbox, data):
-    model = impossible_reshape(sandbox.files / "reshape.onnx")
+    model = impossible_reshape(sandbox, sandbox.files / "reshape.onnx")
     unchanged = sandbox.snapshot()
     for args in (
         ["eval", model, "--data", data],
@@ -193,7 +180,7 @@ def test_runtime_failures_are_one_line(sandbox, data):
 
 @pytest.mark.parametrize("make", [string_input, bool_input, no_inputs], ids=["string", "bool", "no-inputs"])
 def test_unusual_inputs_are_analysed_and_refused_cleanly_for_running(sandbox, data, make):
-    model = make(sandbox.files / f"{make.__name__}.onnx")
+    model = make(sandbox, sandbox.files / f"{make.__name__}.onnx")
     unchanged = sandbox.snapshot()
     sandbox.assert_succeeded(sandbox.cli("info", model))
     sandbox.assert_refused(sandbox.cli("eval", model, "--data", data), model)
@@ -208,7 +195,7 @@ def test_unusual_inputs_are_analysed_and_refused_cleanly_for_running(sandbox, da
 
 
 def test_a_streaming_model_with_state_inputs_exports(sandbox, data):
-    model = streaming_model(sandbox.files / "stream.onnx")
+    model = streaming_model(sandbox, sandbox.files / "stream.onnx")
     info = sandbox.cli("info", model, "--input-shape", "audio=1,16;state=2,1,8;sr=")
     sandbox.assert_succeeded(info)
     run = sandbox.cli(
@@ -251,7 +238,7 @@ def test_running_out_of_memory_is_one_line(sandbox, data):
     from onnx import TensorProto, helper, numpy_helper
 
     shape = numpy_helper.from_array(np.array([1, 1_000_000_000], np.int64), "shape")
-    model = _save(
+    model = sandbox.save_graph(
         sandbox.files / "hungry.onnx",
         [
             helper.make_node(
@@ -282,7 +269,7 @@ def test_onnxruntime_log_lines_stay_off_the_terminal(sandbox, data):
     from onnx import TensorProto, helper, numpy_helper
 
     unused = numpy_helper.from_array(np.ones((8,), np.float32), "unused")  # onnxruntime warns about it
-    model = _save(
+    model = sandbox.save_graph(
         sandbox.files / "noisy.onnx",
         [helper.make_node("Relu", ["x"], ["y"], name="relu")],
         [_vi("x", TensorProto.FLOAT, ["N", 4])],

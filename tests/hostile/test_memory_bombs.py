@@ -12,20 +12,7 @@ from pathlib import Path
 import numpy as np
 
 
-def _onnx(path: Path, nodes, inputs, outputs, initializers=()) -> Path:
-    import onnx
-    from onnx import helper
-
-    model = helper.make_model(
-        helper.make_graph(nodes, "bomb", inputs, outputs, list(initializers)),
-        opset_imports=[helper.make_opsetid("", 17)],
-    )
-    model.ir_version = 8
-    onnx.save(model, path)
-    return path
-
-
-def make_probe_bomb(path: Path, op: str) -> Path:
+def make_probe_bomb(sandbox, path: Path, op: str) -> Path:
     """A graph whose intermediate size (1.1e9 floats) comes from data static inference cannot fold."""
     from onnx import TensorProto, helper, numpy_helper
 
@@ -42,7 +29,7 @@ def make_probe_bomb(path: Path, op: str) -> Path:
         helper.make_node("ReduceSum", ["big"], ["s"], name="sum", keepdims=1),
         helper.make_node("Add", ["x", "s"], ["y"], name="add"),
     ]
-    return _onnx(
+    return sandbox.save_graph(
         path,
         nodes,
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1])],
@@ -52,7 +39,9 @@ def make_probe_bomb(path: Path, op: str) -> Path:
 
 
 def test_a_shape_probe_bomb_is_analysed_without_running_it(sandbox):
-    models = [make_probe_bomb(sandbox.files / f"{op}.onnx", op) for op in ("ConstantOfShape", "Expand", "Tile")]
+    models = [
+        make_probe_bomb(sandbox, sandbox.files / f"{op}.onnx", op) for op in ("ConstantOfShape", "Expand", "Tile")
+    ]
     data = sandbox.files / "data.npz"
     np.savez(data, x=np.zeros((4, 1), np.float32))
     unchanged = sandbox.snapshot()
@@ -106,7 +95,7 @@ def test_external_data_that_is_not_really_there_is_refused(sandbox):
         for key, value in (("location", "weights.bin"), ("offset", "0"), ("length", str(elements * 4))):
             entry = weight.external_data.add()
             entry.key, entry.value = key, value
-        _onnx(
+        sandbox.save_graph(
             folder / "model.onnx",
             [helper.make_node("Add", ["x", "w"], ["y"], name="add")],
             [helper.make_tensor_value_info("x", TensorProto.FLOAT, [elements])],
@@ -164,7 +153,7 @@ def test_an_npz_that_inflates_to_gigabytes_is_refused(sandbox):
     model = sandbox.files / "model.onnx"
     from onnx import TensorProto, helper
 
-    _onnx(
+    sandbox.save_graph(
         model,
         [helper.make_node("Relu", ["x"], ["y"], name="relu")],
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],

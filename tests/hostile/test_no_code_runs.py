@@ -189,9 +189,7 @@ def test_model_file_payload_never_runs(sandbox, route: str):
     # setup: the payload file, and proof that the payload is live
     marker = sandbox.root / "MARKER"
     model = MODEL_ROUTES[route](sandbox.files, marker)
-    control = sandbox.python(_unsafe_loader(route).format(path=str(model)))
-    assert marker.exists(), f"the payload is not live, so this test would prove nothing\n{control.describe()}"
-    marker.unlink()
+    sandbox.prove_live(_unsafe_loader(route).format(path=str(model)), marker)
     data, recipe = _support_files(sandbox.files)
     unchanged = sandbox.snapshot()
 
@@ -231,11 +229,9 @@ def test_npz_with_pickled_objects_is_refused(sandbox):
     marker = sandbox.root / "MARKER"
     data = sandbox.files / "objects.npz"
     np.savez(data, x=np.array([Payload(marker_code(marker))], dtype=object))
-    control = sandbox.python(f"import numpy as np; np.load({str(data)!r}, allow_pickle=True)['x']")
-    assert marker.exists(), control.describe()
-    marker.unlink()
+    sandbox.prove_live(f"import numpy as np; np.load({str(data)!r}, allow_pickle=True)['x']", marker)
     model = sandbox.files / "model.onnx"
-    _tiny_onnx(model)
+    sandbox.tiny_onnx(model)
     unchanged = sandbox.snapshot()
     run = sandbox.cli("eval", model, "--data", data)
     sandbox.assert_refused(run, data, reason="Python objects")
@@ -247,11 +243,9 @@ def test_recipe_with_a_python_tag_is_refused(sandbox):
     marker = sandbox.root / "MARKER"
     recipe = sandbox.files / "recipe.yaml"
     recipe.write_text(f"format: !!python/object/apply:builtins.exec [{marker_code(marker)!r}]\n")
-    control = sandbox.python(f"import yaml; yaml.unsafe_load(open({str(recipe)!r}))")
-    assert marker.exists(), control.describe()
-    marker.unlink()
+    sandbox.prove_live(f"import yaml; yaml.unsafe_load(open({str(recipe)!r}))", marker)
     model = sandbox.files / "model.onnx"
-    _tiny_onnx(model)
+    sandbox.tiny_onnx(model)
     unchanged = sandbox.snapshot()
     run = sandbox.cli("apply", "--recipe", recipe, model, "-o", sandbox.root / "out.onnx")
     sandbox.assert_refused(run, recipe)
@@ -302,20 +296,3 @@ def test_a_clean_torch_export_program_still_loads(sandbox):
     program = sandbox.files / "clean.pt2"
     _linear_program(program)
     sandbox.assert_succeeded(sandbox.cli("info", program))
-
-
-def _tiny_onnx(path: Path) -> None:
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    weight = numpy_helper.from_array(np.ones((4, 3), np.float32), "w")
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
-        "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
-        [weight],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)

@@ -9,29 +9,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-import numpy as np
 import pytest
-
-
-def _tiny_onnx(path: Path, external: str | None = None) -> Path:
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    weight = numpy_helper.from_array(np.ones((4, 3), np.float32), "w")
-    graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
-        "tiny",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])],
-        [weight],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    if external:
-        onnx.save(model, path, save_as_external_data=True, location=external, size_threshold=0)
-    else:
-        onnx.save(model, path)
-    return path
 
 
 @pytest.fixture
@@ -58,13 +36,12 @@ def test_a_fifo_named_like_a_model_is_refused_by_every_command(sandbox, fifo_mod
 
 
 def test_a_fifo_or_device_in_any_input_role_is_refused(sandbox):
-    model = _tiny_onnx(sandbox.files / "model.onnx")
+    model = sandbox.tiny_onnx(sandbox.files / "model.onnx")
     os.mkfifo(sandbox.files / "data.npz")
     os.mkfifo(sandbox.files / "recipe.yaml")
     (sandbox.files / "images" / "cat").mkdir(parents=True)
     os.mkfifo(sandbox.files / "images" / "cat" / "photo.png")
-    (sandbox.files / "external").mkdir()
-    external = _tiny_onnx(sandbox.files / "external" / "model.onnx", external="weights.bin")
+    external = sandbox.tiny_onnx(sandbox.files / "external" / "model.onnx", external="weights.bin")
     (external.parent / "weights.bin").unlink()
     os.mkfifo(external.parent / "weights.bin")
     device = sandbox.files / "zero.onnx"

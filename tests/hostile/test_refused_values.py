@@ -71,23 +71,20 @@ def test_labels_that_are_not_class_indices_are_refused(sandbox, mlp_onnx, labels
     unchanged()
 
 
-def _relu_chain(path: Path, *, opset: int = 17, duplicate_names: bool = False, ir_version: int = 8) -> Path:
-    import onnx
+def _relu_chain(sandbox, path: Path, *, opset: int = 17, duplicate_names: bool = False, ir_version: int = 8) -> Path:
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph(
+    return sandbox.save_graph(
+        path,
         [
             helper.make_node("Relu", ["x"], ["a"], name="relu"),
             helper.make_node("Relu", ["a"], ["y"], name="relu" if duplicate_names else "relu2"),
         ],
-        "chain",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+        opset=opset,
+        ir_version=ir_version,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = ir_version
-    onnx.save(model, path)
-    return path
 
 
 @pytest.mark.parametrize(
@@ -96,6 +93,7 @@ def _relu_chain(path: Path, *, opset: int = 17, duplicate_names: bool = False, i
 )
 def test_models_onnxruntime_refuses_are_refused_and_nothing_is_written(sandbox, kind, reason):
     model = _relu_chain(
+        sandbox,
         sandbox.files / f"{kind}.onnx",
         opset=99 if kind == "opset-99" else 17,
         duplicate_names=kind == "duplicate-node-names",
