@@ -69,6 +69,13 @@ def main() -> None:
         app.processEvents()
         time.sleep(0.05)
     window.grab().save(str(out / "4-graph.png"))
+
+    # A calibrated step: its note (which split it calibrated on) and the figures' split and runtime.
+    window.tabs.setCurrentWidget(window.layers.parentWidget() or window.tabs.widget(0))
+    window.ws.apply("quantize_int8", {"mode": "static"})
+    window.refresh()
+    app.processEvents()
+    window.grab().save(str(out / "5-notes.png"))
     window.close()
     print(f"wrote {', '.join(sorted(p.name for p in out.glob('*.png')))} to {out}")
 

@@ -56,9 +56,7 @@ class Distill(Plugin):
         from workbench.runtime import make_session, run_batches
         from workbench.training import train
 
-        data = task.dataset
-        if data is None:
-            raise PluginError("distillation needs training data (a dataset on the project or --data)")
+        data = task.data("train", "distillation")
         shape = next(iter(model.concrete_shapes().values()))
         if tuple(data.x.shape[1:]) != tuple(shape[1:]):
             raise PluginError(f"training samples are {list(data.x.shape[1:])}; the model takes {list(shape[1:])}")

@@ -1,7 +1,8 @@
 """Low-bit weights for study: 4-, 2- or 1-bit (binary with a per-channel scale), with honest accuracy.
 
-Weights are quantized per output channel and stored back as float (so any runtime runs them); the
-size reported is the packed size: n·bits/8 plus one float scale per channel.
+Weights are quantized per output channel and stored back as float (so any runtime runs them): the file
+is no smaller. The size a packed format would take (n·bits/8 plus one float scale per channel) is
+noted on the step as an analysis, never shown as a size.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pydantic import Field
 
 from workbench.onnx_prep import check_loads, copy_proto, strip_initializer_inputs
 from workbench.plugin import Plugin, PluginKind, PluginParams, Task
-from workbench.weight_codec import encode_weights
+from workbench.weight_codec import encode_weights, simulated_note
 
 if TYPE_CHECKING:
     from workbench.model import Model
@@ -31,7 +32,7 @@ class LowBitWeights(Plugin):
     kind = PluginKind.QUANTIZE
     formats = frozenset({"onnx"})
     Params = LowBitParams
-    description = "Per-channel 4/2/1-bit weight quantization, simulated in float, with the packed size."
+    description = "Per-channel 4/2/1-bit weight quantization, simulated in float (a study: the file is no smaller)."
 
     def apply(self, model: Model, params: LowBitParams, task: Task) -> Model:  # type: ignore[override]
         proto = copy_proto(model.to_onnx())
@@ -50,6 +51,6 @@ class LowBitWeights(Plugin):
             return decoded.reshape(weight.shape), math.ceil(weight.size * params.bits / 8) + 4 * rows.shape[0]
 
         task.report(0.2, f"quantizing weights to {params.bits} bit(s)")
-        encode_weights(proto, encode, set(params.exclude))
+        task.note(simulated_note(encode_weights(proto, encode, set(params.exclude)), proto))
         check_loads(proto, f"{params.bits}-bit weights")
         return model.derive(onnx_proto=proto)

@@ -81,8 +81,7 @@ class MagnitudePrune(Plugin):
             if isinstance(leaf, (nn.modules.conv._ConvNd, nn.Linear)) and getattr(leaf, "weight", None) is not None
         }
         tuning = params.fine_tune_epochs > 0
-        if tuning and (task.dataset is None or task.dataset.y is None):
-            raise PluginError("fine-tuning between pruning steps needs labelled training data")
+        data = task.data("train", "fine-tuning between pruning steps", labels=True) if tuning else None
         for step in range(1, params.iterations + 1):
             fraction = step / params.iterations  # sparsity (and overrides) grow linearly to the target
             scaled = params.model_copy(
@@ -100,10 +99,9 @@ class MagnitudePrune(Plugin):
             with torch.no_grad():
                 for name, mask in masks.items():
                     targets[name].mul_(torch.from_numpy(mask.astype(np.float32)))
-            if tuning:
+            if data is not None:
                 from workbench.training import train
 
-                data = task.dataset
                 train(
                     module,
                     data.x,

@@ -44,9 +44,7 @@ class QatInt8(Plugin):
 
         from workbench.training import train
 
-        data = task.dataset
-        if data is None or data.y is None:
-            raise PluginError("quantization-aware training needs labelled training data")
+        data = task.data("train", "quantization-aware training", labels=True)
         module = model.copy_torch_module()
         if isinstance(module, (torch.jit.ScriptModule, torch.fx.GraphModule)):
             raise PluginError("quantization-aware training needs an eager torch module (a state-dict checkpoint)")

@@ -31,7 +31,7 @@ class QuantizeFp16(Plugin):
     def apply(self, model: Model, params: QuantizeFp16Params, task: Task) -> Model:  # type: ignore[override]
         from onnxconverter_common import float16
 
-        notes: list[str] = []
+        notes = task.notes  # shown with the variant
         proto = copy_proto(model.to_onnx())
         strip_initializer_inputs(proto)
         if params.simplify_first:

@@ -71,7 +71,7 @@ class QuantizeInt8(Plugin):
     description = "onnxruntime int8 quantization (static, dynamic) or int8 weight-only storage."
 
     def apply(self, model: Model, params: QuantizeInt8Params, task: Task) -> Model:  # type: ignore[override]
-        notes: list[str] = []
+        notes = task.notes  # shown with the variant
         proto = copy_proto(model.to_onnx())
         strip_initializer_inputs(proto)
         if params.simplify_first:
@@ -102,9 +102,8 @@ class QuantizeInt8(Plugin):
         from workbench.plugin import discover_plugins
         from workbench.sensitivity import sweep
 
-        if task.dataset is None:
-            raise PluginError("keep_most_sensitive needs evaluation data to rank layers")
-        report = sweep(model, task.dataset, discover_plugins(), sparsities=(), samples=128, task=task.sub(0.05, 0.2))
+        data = task.data("calibration", "ranking layers by sensitivity (keep_most_sensitive)")
+        report = sweep(model, data, discover_plugins(), sparsities=(), samples=128, task=task.sub(0.05, 0.2))
         return report.most_sensitive_int8(count)
 
     def _ort_quantize(
@@ -175,17 +174,21 @@ def _quiet_quantizer():
 
 
 class _CalibrationReader:
-    """Feeds calibration batches of one sample from the task's dataset (or seeded random data)."""
+    """Feeds calibration batches of one sample from the calibration split; never random data, which
+    would set activation ranges no real input has."""
 
     def __init__(self, proto: onnx.ModelProto, model: Model, task: Task, count: int, notes: list[str]) -> None:
         name = proto.graph.input[0].name
         shape = next(iter(model.concrete_shapes().values()))
-        dataset = task.dataset
-        if dataset is not None and tuple(dataset.x.shape[1:]) == tuple(shape[1:]):
-            samples = dataset.x[:count]
-        else:
-            samples = np.random.default_rng(0).standard_normal((count, *shape[1:])).astype(np.float32)
-            notes.append("calibrated on random inputs (no fitting dataset): activation ranges may be poor")
+        purpose = "static int8 (it calibrates activation ranges; dynamic and weight-only int8 need no data)"
+        dataset = task.data("calibration", purpose)
+        if tuple(dataset.x.shape[1:]) != tuple(shape[1:]):
+            raise PluginError(
+                f"calibration samples are {list(dataset.x.shape[1:])} but the model takes {list(shape[1:])}: "
+                "adjust the data's preprocessing"
+            )
+        samples = dataset.x[:count]
+        notes.append(f"calibrated on {len(samples)} samples of {dataset.ref.describe()}")
         self._feeds = iter([{name: sample[None]} for sample in samples])
         self._task = task
 

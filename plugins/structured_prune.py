@@ -93,9 +93,7 @@ class StructuredPrune(Plugin):
     def _taylor_gradients(module: nn.Module, task: Task) -> None:
         import torch
 
-        data = task.dataset
-        if data is None or data.y is None:
-            raise PluginError("Taylor importance needs labelled data (choose l1, l2 or bn_scale otherwise)")
+        data = task.data("calibration", "Taylor importance (or choose l1, l2 or bn_scale)", labels=True)
         module.eval()
         module.zero_grad()
         x, y = torch.from_numpy(data.x[:256]), torch.from_numpy(data.y[:256])

@@ -14,7 +14,7 @@ from pydantic import Field
 
 from workbench.onnx_prep import check_loads, copy_proto, strip_initializer_inputs
 from workbench.plugin import Plugin, PluginKind, PluginParams, Task
-from workbench.weight_codec import encode_weights
+from workbench.weight_codec import encode_weights, simulated_note
 
 if TYPE_CHECKING:
     from workbench.model import Model
@@ -54,6 +54,6 @@ class WeightSharing(Plugin):
             return decoded, k * 4 + math.ceil(weight.size * bits / 8)
 
         task.report(0.1, f"clustering weights into {params.clusters} entries")
-        encode_weights(proto, encode, set(params.exclude))
+        task.note(simulated_note(encode_weights(proto, encode, set(params.exclude)), proto))
         check_loads(proto, "weight sharing")
         return model.derive(onnx_proto=proto)

@@ -73,16 +73,26 @@ def test_export_to_every_target_that_runs_here(project, tmp_path, device_id):
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert EXPECTED_FILES[device_id] <= set(manifest["files"])
     assert {"README.md", "report.json", "recipe.yaml"} <= set(manifest["files"])
-    assert manifest["verification"]["passed"] and manifest["verification"]["samples"] == 64
+    # every figure is the artifact's, on the whole evaluation split, in the runtime named in the manifest
+    metrics = manifest["metrics"]
+    assert manifest["verification"]["passed"] and manifest["verification"]["samples"] == 200
+    assert metrics["samples"] == 200 and metrics["dataset"]["split"] == "evaluation"
+    assert metrics["file"] == manifest["runtime"]["file"] and manifest["runtime"]["file"] in manifest["files"]
+    assert metrics["correct"] == round(metrics["accuracy"] * 200) and metrics["latency_ratio"] > 0
     assert manifest["preprocessing"]["mean"] == [0.1307] and manifest["inputs"][0]["name"] == "input"
-    # the independent checker agrees with the manifest
+    # run.py loads the artifact from the manifest's settings and runs it
+    ran = subprocess.run([sys.executable, "run.py"], cwd=bundle, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0 and "[[" in ran.stdout, ran.stderr
+    # the independent checker recomputes every figure and agrees
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench/verify_bundle.py"), str(bundle), "--runs", "5"],
-        capture_output=True,
-        text=True,
+        [sys.executable, str(ROOT / "bench/verify_bundle.py"), str(bundle)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "all checks passed" in result.stdout
+    assert (
+        "WRONG" not in result.stdout
+        and "ok      accuracy" in result.stdout
+        and "ok      latency ratio" in result.stdout
+    )
 
 
 def test_coral_is_refused_with_the_reason_before_anything_is_written(project, tmp_path):
@@ -133,7 +143,12 @@ def test_cli_export_and_devices(tmp_path, demo_checkpoint, capsys):
     assert "cortex-m7" in capsys.readouterr().out
     assert main(["export", str(demo_checkpoint), "--device", "phone", "-o", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "verified" in out and "model storage" in out and "(from the profile, not measured)" in out
+    assert (
+        "parity" in out
+        and "measured         model.ort in onnxruntime" in out
+        and "model storage" in out
+        and "(from the profile, not measured)" in out
+    )
     assert main(["export", str(demo_checkpoint), "--device", "coral-edgetpu", "-o", str(tmp_path / "x")]) == 2
     assert "ai-edge-torch" in capsys.readouterr().err
 

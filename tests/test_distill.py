@@ -25,7 +25,7 @@ def test_half_width_student_learns_from_the_teacher(demo_checkpoint, data):
         discover_plugins().get("distill"),
         teacher,
         {"student": "width", "width": 0.5, "epochs": 6},
-        Task(dataset=train, on_metric=lambda name, value: losses.append(value)),
+        Task(train=train, on_metric=lambda name, value: losses.append(value)),
     )
     assert student.arch.name == "lenet5" and student.arch.kwargs["width"] == 0.5
     assert analyze(student).params < 0.3 * analyze(teacher).params
@@ -41,12 +41,12 @@ def test_unlabelled_data_uses_soft_labels_only(demo_checkpoint, data):
         discover_plugins().get("distill"),
         load_model(demo_checkpoint),
         {"student": "ds_cnn", "width": 0.5, "epochs": 3, "samples": 2000},
-        Task(dataset=unlabelled),
+        Task(train=unlabelled),
     )
     assert student.arch.name == "ds_cnn"
     assert measure(student, baseline=load_model(demo_checkpoint), dataset=test, runs=0).agreement > 0.3
 
 
 def test_distillation_without_data_is_a_clear_error(demo_checkpoint):
-    with pytest.raises(PluginError, match="distillation needs training data"):
+    with pytest.raises(PluginError, match="distillation needs the train split"):
         run_plugin(discover_plugins().get("distill"), load_model(demo_checkpoint), {})

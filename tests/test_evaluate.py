@@ -67,7 +67,7 @@ def test_accuracy_fidelity_latency_and_size(demo_onnx):
     assert pruned_metrics.latency_ratio == pytest.approx(
         pruned_metrics.latency_ms_median / pruned_metrics.baseline_latency_ms_median
     )
-    assert pruned_metrics.dataset.split == "test" and pruned_metrics.input_shapes == {"input": [1, 1, 28, 28]}
+    assert pruned_metrics.dataset.split == "evaluation" and pruned_metrics.input_shapes == {"input": [1, 1, 28, 28]}
     assert "onnxruntime" in pruned_metrics.host
 
 

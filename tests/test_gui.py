@@ -24,6 +24,8 @@ except ImportError:
 
 from workbench.ui.main_window import MainWindow
 
+from workbench.datasets import mnist_sample_ref
+
 JOB_TIMEOUT_MS = 120_000
 
 
@@ -286,6 +288,7 @@ def test_sensitivity_tab_sweeps_plots_and_fills_overrides(qtbot, window, demo_ch
 
 def test_distillation_streams_its_loss_curve(qtbot, window, demo_checkpoint):
     open_demo_model(qtbot, window, demo_checkpoint)
+    window.ws.project.set_dataset(mnist_sample_ref("evaluation", limit=200))  # distillation trains on its train split
     window.plugin_combo.setCurrentIndex(window.plugin_combo.findData("distill"))
     window.preview_timer.stop()
     window.apply_step()

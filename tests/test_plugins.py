@@ -200,9 +200,7 @@ def test_iterative_pruning_with_fine_tuning_recovers_accuracy(demo_checkpoint):
     train_data, test_data = load_dataset(mnist_sample_ref("train")), load_dataset(mnist_sample_ref("test", limit=500))
     prune = discover_plugins().get("magnitude_prune")
     one_shot = run_plugin(prune, model, {"sparsity": 0.9})
-    tuned = run_plugin(
-        prune, model, {"sparsity": 0.9, "iterations": 3, "fine_tune_epochs": 2}, Task(dataset=train_data)
-    )
+    tuned = run_plugin(prune, model, {"sparsity": 0.9, "iterations": 3, "fine_tune_epochs": 2}, Task(train=train_data))
     assert analyze(tuned).sparsity == pytest.approx(analyze(one_shot).sparsity, abs=0.01)  # zeros stay zero
     acc_one_shot = measure(one_shot, dataset=test_data, runs=0).accuracy
     acc_tuned = measure(tuned, dataset=test_data, runs=0).accuracy
@@ -210,5 +208,5 @@ def test_iterative_pruning_with_fine_tuning_recovers_accuracy(demo_checkpoint):
 
 
 def test_fine_tuning_without_labels_is_refused(demo_checkpoint):
-    with pytest.raises(PluginError, match="needs labelled training data"):
+    with pytest.raises(PluginError, match="fine-tuning between pruning steps needs the train split"):
         run_plugin(discover_plugins().get("magnitude_prune"), load_model(demo_checkpoint), {"fine_tune_epochs": 1})

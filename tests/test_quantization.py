@@ -47,7 +47,7 @@ def test_int8_modes_keep_the_demo_model_accurate(
     registry, demo_checkpoint, mnist_test, calibration, params, expected_ops
 ):
     model = load_model(demo_checkpoint)
-    quantized = run_plugin(registry.get("quantize_int8"), model, params, Task(dataset=calibration))
+    quantized = run_plugin(registry.get("quantize_int8"), model, params, Task(calibration=calibration))
     assert expected_ops <= _ops(quantized)
     baseline = model.derive(onnx_proto=model.to_onnx())
     metrics = measure(quantized, baseline=baseline, dataset=mnist_test, runs=0)
@@ -69,7 +69,7 @@ def test_static_int8_on_an_old_opset_third_party_model(registry, paddle_cls_onnx
     model = load_model(paddle_cls_onnx, input_shapes="1,3,48,192", remember_shapes=False)
     data = load_dataset(random_inputs_ref((1, 3, 48, 192), 16))
     quantized = run_plugin(
-        registry.get("quantize_int8"), model, {"mode": "static", "calibration_samples": 16}, Task(dataset=data)
+        registry.get("quantize_int8"), model, {"mode": "static", "calibration_samples": 16}, Task(calibration=data)
     )
     opset = next(o.version for o in quantized.to_onnx().opset_import if o.domain in ("", "ai.onnx"))
     assert opset >= 13  # raised from 11 so per-channel QDQ is valid
@@ -109,7 +109,24 @@ def test_a_quantizer_failure_is_a_clear_error(registry, demo_checkpoint, monkeyp
 
     monkeypatch.setattr(q, "quantize_static", broken)
     with pytest.raises(PluginError, match="quantizer failed: RuntimeError: simulated quantizer crash"):
-        run_plugin(registry.get("quantize_int8"), load_model(demo_checkpoint), {"mode": "static"})
+        run_plugin(
+            registry.get("quantize_int8"),
+            load_model(demo_checkpoint),
+            {"mode": "static"},
+            Task(calibration=load_dataset(mnist_sample_ref("calibration", limit=16))),
+        )
+
+
+def test_static_int8_without_calibration_data_refuses_and_says_why(registry, demo_checkpoint):
+    from workbench.errors import PluginError
+
+    with pytest.raises(PluginError, match="static int8 .* needs the calibration split.*random inputs"):
+        run_plugin(
+            registry.get("quantize_int8"),
+            load_model(demo_checkpoint),
+            {"mode": "static"},
+            Task(no_data_reason="the project has only random inputs"),
+        )
 
 
 def test_recipe_with_static_int8_replays_identically(tmp_path, registry, demo_checkpoint):
@@ -121,7 +138,7 @@ def test_recipe_with_static_int8_replays_identically(tmp_path, registry, demo_ch
     with Project.create(
         tmp_path / "p", load_model(demo_checkpoint), dataset=ref, source_sha256=sha256_file(demo_checkpoint)
     ) as project:
-        task = Task(dataset=load_dataset(ref))
+        task = Task()
         variant = project.apply(project.root.id, registry.get("quantize_int8"), {"mode": "static"}, task)
         recipe_path = project.recipe(variant.id).save(tmp_path / "r.yaml")
     recipe = Recipe.load(recipe_path)
@@ -146,7 +163,7 @@ def test_per_layer_quantization_error_is_reported(registry, demo_checkpoint, mni
     model = load_model(demo_checkpoint)
     baseline = model.derive(onnx_proto=model.to_onnx())
     quantized = run_plugin(
-        registry.get("quantize_int8"), model, {"mode": "static", "simplify_first": False}, Task(dataset=calibration)
+        registry.get("quantize_int8"), model, {"mode": "static", "simplify_first": False}, Task(calibration=calibration)
     )
     snr = layer_snr(quantized.onnx_bytes(), baseline.onnx_bytes(), mnist_test.x[:4])
     assert "/0/0.1/Relu" in snr and "/1/1.5/Gemm" in snr  # Conv outputs fold into their ReLU's range
@@ -163,7 +180,7 @@ def test_quantization_aware_training_exports_accurate_qdq(registry, demo_checkpo
         registry.get("qat_int8"),
         model,
         {"epochs": 1},
-        Task(dataset=train_data, on_metric=lambda name, value: losses.append(value)),
+        Task(train=train_data, on_metric=lambda name, value: losses.append(value)),
     )
     assert {"QuantizeLinear", "DequantizeLinear"} <= _ops(qat) and losses
     metrics = measure(qat, baseline=model.derive(onnx_proto=model.to_onnx()), dataset=mnist_test, runs=0)
@@ -176,5 +193,7 @@ def test_a_dynamo_exported_model_quantizes(registry, demo_checkpoint, mnist_test
     model = load_model(demo_checkpoint)
     proto = export_torch_to_onnx(model.torch_module, model.inputs, model.concrete_shapes(), routes=("dynamo",))
     dynamo_model = model.derive(onnx_proto=proto)
-    quantized = run_plugin(registry.get("quantize_int8"), dynamo_model, {"mode": "static"}, Task(dataset=calibration))
+    quantized = run_plugin(
+        registry.get("quantize_int8"), dynamo_model, {"mode": "static"}, Task(calibration=calibration)
+    )
     assert measure(quantized, baseline=dynamo_model, dataset=mnist_test, runs=0).agreement > 0.97

@@ -67,7 +67,7 @@ def test_mixed_precision_keeps_the_most_sensitive_layers_in_float(demo_checkpoin
         discover_plugins().get("quantize_int8"),
         load_model(demo_checkpoint),
         {"mode": "static", "keep_most_sensitive": 2},
-        Task(dataset=data),
+        Task(calibration=data),
     )
     proto = quantized.to_onnx()
     quantized_inputs = {n.input[0] for n in proto.graph.node if n.op_type == "DequantizeLinear"}

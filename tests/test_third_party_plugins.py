@@ -40,7 +40,7 @@ def paddle(paddle_cls_onnx):
 def test_onnx_plugins_on_a_third_party_model(paddle, plugin_id, params):
     model, data = paddle
     try:
-        result = run_plugin(discover_plugins().get(plugin_id), model, params, Task(dataset=data))
+        result = run_plugin(discover_plugins().get(plugin_id), model, params, Task(train=data, calibration=data))
     except PluginError as exc:  # allowed only with a stated reason, e.g. no qualifying layer
         pytest.fail(f"{plugin_id} refused the model: {exc}")
     metrics = measure(result, baseline=model, dataset=data, runs=0)

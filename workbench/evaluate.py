@@ -14,7 +14,7 @@ import time
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -23,8 +23,16 @@ from workbench.datasets import Dataset, DatasetRef
 from workbench.errors import DatasetError, WorkbenchError
 from workbench.limits import check_allocation, memory_budget
 from workbench.plugin import Task
-from workbench.runtime import DEFAULT_THREADS, MAX_BATCH, make_session, numpy_dtype, run_batches, run_session
-from workbench.weight_codec import packed_weight_bytes
+from workbench.runtime import (
+    DEFAULT_THREADS,
+    MAX_BATCH,
+    RuntimeSettings,
+    make_session,
+    numpy_dtype,
+    run_batches,
+    run_session,
+    settings_for,
+)
 
 if TYPE_CHECKING:
     from workbench.analysis import Analysis
@@ -37,9 +45,6 @@ class Metrics(BaseModel):
     host: str = Field(description="where these figures were measured")
     input_shapes: dict[str, list[int]]
     artifact_bytes: int
-    packed_weight_bytes: int | None = Field(
-        None, description="weights as a codebook/low-bit packing would store them (clustering, low-bit plugins)"
-    )
     zip_bytes: int = Field(description="artifact size in a zip archive (deflate, level 9)")
     params: int
     nonzero_params: int
@@ -57,6 +62,8 @@ class Metrics(BaseModel):
     latency_ratio: float | None = Field(None, description="median latency / baseline median, same run")
     latency_runs: int | None = None
     threads: int | None = None
+    runtime: RuntimeSettings | None = Field(None, description="how the model was run for every figure here")
+    baseline_runtime: RuntimeSettings | None = Field(None, description="how the baseline was run")
     layer_snr_db: dict[str, float | None] | None = Field(
         None, description="per layer: SNR of its output against the baseline's (None: identical), same inputs"
     )
@@ -122,6 +129,18 @@ def latency(
 ) -> dict[str, tuple[float, float]]:
     """Median and p90 in ms per model, runs interleaved round-robin so all share the host's state."""
     sessions = {key: make_session(data, threads) for key, data in models.items()}
+    return interleaved_latency(sessions, shapes, runs=runs, warmup=warmup, task=task)
+
+
+def interleaved_latency(
+    sessions: Mapping[str, Any],
+    shapes: Mapping[str, tuple[int, ...]],
+    runs: int = 50,
+    warmup: int = 5,
+    task: Task | None = None,
+) -> dict[str, tuple[float, float]]:
+    """Median and p90 in ms per session (onnxruntime, or any runtime behind the same interface), with
+    the same seeded inputs, runs interleaved round-robin so every session sees the same machine state."""
     rng = np.random.default_rng(0)
     feeds = {key: example_feeds(session, shapes, rng) for key, session in sessions.items()}
     timings: dict[str, list[float]] = {key: [] for key in sessions}
@@ -284,9 +303,11 @@ def measure(
         nonzero_params=analysis.nonzero_params,
         macs=analysis.macs,
         macs_complete=not analysis.macs_unknown_layers,
-        packed_weight_bytes=packed_weight_bytes(model.to_onnx()),
+        runtime=settings_for(data, threads),
     )
     baseline_bytes = baseline.onnx_bytes() if baseline is not None else None
+    if baseline_bytes is not None:
+        metrics.baseline_runtime = settings_for(baseline_bytes, threads)
     if dataset is not None:
         check_dataset_fits(dataset, shapes)
         task.report(0.1, "evaluating")

@@ -36,24 +36,36 @@ class PluginKind(StrEnum):
     GRAPH = "graph"
 
 
+DataSource = Any  # a workbench.datasets.Dataset, or a callable that loads one when first asked
+
+
 class Task:
-    """Qt-free progress and cooperative cancellation for long work.
+    """Qt-free progress, cooperative cancellation, the data a step may use, and the notes it leaves.
 
     ``report(fraction, message)`` forwards to ``on_progress`` (a GUI signal, a CLI bar, a test list);
     ``check()`` raises :class:`Cancelled` once :meth:`cancel` was called, from any thread.
+
+    A step sees only the ``train`` and ``calibration`` splits, never the evaluation data its figures
+    come from. ``no_data_reason`` says why a split is missing, for the step's refusal.
+    ``note(text)`` records something the user must hear (calibration settings, a fallback); notes are
+    stored with the variant and shown in the window, the CLI and the bundle's manifest.
     """
 
     def __init__(
         self,
         on_progress: Callable[[float, str], None] | None = None,
-        dataset: Any = None,
+        *,
+        train: DataSource = None,
+        calibration: DataSource = None,
+        no_data_reason: str = "no data is attached",
         on_metric: Callable[[str, float], None] | None = None,
     ) -> None:
         self._on_progress = on_progress
         self._on_metric = on_metric
         self._cancel = threading.Event()
-        # Evaluation/calibration data (a workbench.datasets.Dataset) for plugins that need samples.
-        self.dataset = dataset
+        self._data: dict[str, DataSource] = {"train": train, "calibration": calibration}
+        self.no_data_reason = no_data_reason
+        self.notes: list[str] = []
 
     @property
     def cancelled(self) -> bool:
@@ -76,14 +88,44 @@ class Task:
         if self._on_metric is not None:
             self._on_metric(name, float(value))
 
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+    def provide(self, train: DataSource = None, calibration: DataSource = None, no_data_reason: str = "") -> None:
+        """Attach data the caller did not give the task already (the window's jobs, a recipe's replay)."""
+        for split, source in (("train", train), ("calibration", calibration)):
+            if self._data.get(split) is None:
+                self._data[split] = source
+        if no_data_reason and not any(self._data.values()):
+            self.no_data_reason = no_data_reason
+
+    def has_data(self, split: str) -> bool:
+        return self._data.get(split) is not None
+
+    def data(self, split: str, purpose: str, *, labels: bool = False) -> Any:
+        """The ``train`` or ``calibration`` split for ``purpose``, or a refusal that says what is missing."""
+        source = self._data.get(split)
+        if source is None and split == "calibration":
+            source = self._data.get("train")  # calibration is a part of train: all of train will do
+        if source is None:
+            raise PluginError(f"{purpose} needs the {split} split of the project's data, and {self.no_data_reason}")
+        if callable(source):
+            source = self._data[split] = source()
+        if labels and source.y is None:
+            raise PluginError(f"{purpose} needs labels, and the {split} split has none ({source.ref.describe()})")
+        return source
+
     def sub(self, start: float, end: float) -> Task:
         """A view of this task whose 0..1 maps onto ``start..end`` of the parent's progress."""
         parent = self
 
         class _Sub(Task):
             def __init__(self) -> None:
-                super().__init__(None, parent.dataset, parent.metric)
+                super().__init__(None, no_data_reason=parent.no_data_reason, on_metric=parent.metric)
                 self._cancel = parent._cancel
+                self._data = parent._data  # loaded once, shared
+                self.notes = parent.notes
 
             def report(self, fraction: float, message: str = "") -> None:
                 parent.report(start + (end - start) * min(max(fraction, 0.0), 1.0), message)

@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from workbench.datasets import DatasetRef
+from workbench.datasets import DatasetRef, evaluation_ref, step_data
 from workbench.errors import ProjectError, describe_exception
 from workbench.evaluate import Metrics
 from workbench.fileio import (
@@ -66,7 +66,8 @@ CREATE TABLE variants (
     arch_json TEXT,
     inputs_json TEXT NOT NULL,
     metrics_json TEXT,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    notes_json TEXT
 );
 """
 
@@ -82,6 +83,7 @@ class Variant:
     torch_sha: str | None
     metrics: Metrics | None
     created_at: float
+    notes: tuple[str, ...] = ()  # what the step said the user must know (calibration data, fallbacks)
 
     @property
     def is_root(self) -> bool:
@@ -130,7 +132,7 @@ class Project:
                     "created_at": str(time.time()),
                     "source_name": model.source.name if model.source else model.name,
                     "source_sha256": source_sha256 or "",
-                    "dataset": dataset.model_dump_json() if dataset else "",
+                    "dataset": evaluation_ref(dataset).model_dump_json() if dataset else "",
                 }
                 with connection:
                     connection.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
@@ -163,6 +165,7 @@ class Project:
             raise ProjectError(f"unsupported project version ({shown}; this workbench reads {SCHEMA_VERSION})", folder)
         project = cls(folder, connection)
         try:
+            project._add_notes_column()
             project._validate()
         except BaseException:
             connection.close()
@@ -223,6 +226,12 @@ class Project:
                 self._db.execute(sql, args)
         except sqlite3.Error as exc:
             raise ProjectError(f"could not write to the project database ({exc})", self.folder) from None
+
+    def _add_notes_column(self) -> None:
+        """Projects made before steps had notes gain the column (an additive change: old readers ignore it)."""
+        columns = {str(row[1]) for row in self._rows("PRAGMA table_info(variants)")}
+        if "notes_json" not in columns:
+            self._write("ALTER TABLE variants ADD COLUMN notes_json TEXT")
 
     # --- validation -------------------------------------------------------------------------------
     def _validate(self) -> None:
@@ -301,7 +310,8 @@ class Project:
             raise ProjectError(f"the project's dataset reference is damaged ({_short(exc)})", self.folder) from None
 
     def set_dataset(self, ref: DatasetRef | None) -> None:
-        self._write("INSERT OR REPLACE INTO meta VALUES ('dataset', ?)", (ref.model_dump_json() if ref else "",))
+        text = evaluation_ref(ref).model_dump_json() if ref else ""
+        self._write("INSERT OR REPLACE INTO meta VALUES ('dataset', ?)", (text,))
 
     # --- variants ---------------------------------------------------------------------------------
     def variants(self) -> list[Variant]:
@@ -413,6 +423,7 @@ class Project:
         ``measure`` runs on the result before anything is stored, so the variant appears with its metrics.
         """
         task = task or Task()
+        task.provide(**step_data(self.dataset))  # train and calibration splits only: figures use evaluation
         parsed = plugin.parse_params(params)
         param_values = parsed.model_dump(mode="json")
         key = cache_key(parent_id, plugin.id, param_values)
@@ -420,7 +431,9 @@ class Project:
         if cached and str(cached[0]) not in self._broken:
             return self.get(str(cached[0]))
         parent = self.load_model(parent_id)
+        notes_before = len(task.notes)
         result = run_plugin(plugin, parent, parsed, task.sub(0.0, 0.7 if measure else 0.9))
+        notes = task.notes[notes_before:]
         metrics = measure(result, task.sub(0.7, 0.95)) if measure is not None else None
         task.check()  # a cancel during apply or measure leaves no variant behind
         return self._insert_variant(
@@ -431,6 +444,7 @@ class Project:
             params=param_values,
             key=key,
             metrics=metrics,
+            notes=notes,
         )
 
     def unmeasured(self) -> list[str]:
@@ -493,6 +507,7 @@ class Project:
         params: dict[str, Any],
         key: str | None,
         metrics: Metrics | None = None,
+        notes: list[str] | None = None,
     ) -> Variant:
         onnx_sha = self._write_artifact(model.onnx_bytes(), ".onnx")
         torch_sha, arch_json = None, None
@@ -510,7 +525,7 @@ class Project:
         }
         variant_id = uuid.uuid4().hex[:10]
         self._write(
-            f"INSERT INTO variants ({_COLUMNS}, arch_json, inputs_json) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO variants ({_COLUMNS}, arch_json, inputs_json) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 variant_id,
                 parent_id,
@@ -522,6 +537,7 @@ class Project:
                 torch_sha,
                 metrics.model_dump_json() if metrics is not None else None,
                 time.time(),
+                json.dumps(notes or []),
                 arch_json,
                 json.dumps(inputs),
             ),
@@ -563,14 +579,19 @@ class Project:
             raise ProjectError(reason, self.folder) from None
 
 
-_COLUMNS = "id, parent_id, name, plugin_id, params_json, cache_key, onnx_sha, torch_sha, metrics_json, created_at"
+_COLUMNS = (
+    "id, parent_id, name, plugin_id, params_json, cache_key, onnx_sha, torch_sha, metrics_json, created_at, notes_json"
+)
 
 
 def _row_to_variant(row: tuple) -> Variant:
-    vid, parent, name, plugin_id, params_json, _key, onnx_sha, torch_sha, metrics_json, created = row
+    vid, parent, name, plugin_id, params_json, _key, onnx_sha, torch_sha, metrics_json, created, notes_json = row
     params = json.loads(params_json)
     if not isinstance(params, dict):
         raise TypeError(f"params are a {type(params).__name__}, not an object")
+    notes = json.loads(notes_json) if notes_json else []
+    if not isinstance(notes, list) or not all(isinstance(n, str) for n in notes):
+        raise TypeError("notes are not a list of text")
     for sha in (onnx_sha, torch_sha):
         if sha is not None and not _SHA256.match(str(sha)):
             raise ValueError(f"artifact name {str(sha)[:40]!r} is not a sha256")
@@ -584,6 +605,7 @@ def _row_to_variant(row: tuple) -> Variant:
         torch_sha=None if torch_sha is None else str(torch_sha),
         metrics=Metrics.model_validate_json(metrics_json) if metrics_json else None,
         created_at=float(created),
+        notes=tuple(notes),
     )
 
 

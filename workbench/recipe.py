@@ -9,7 +9,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from workbench.datasets import DatasetRef, load_dataset
+from workbench.datasets import DatasetRef, step_data
 from workbench.errors import RecipeError
 from workbench.fileio import atomic_write_text
 from workbench.model import InputShapes, Model
@@ -29,7 +29,9 @@ class RecipeBase(BaseModel):
     name: str
     sha256: str | None = Field(None, description="sha256 of the original model file")
     input_shapes: dict[str, list[int]]
-    dataset: DatasetRef | None = Field(None, description="data that calibrating steps (static int8) used")
+    dataset: DatasetRef | None = Field(
+        None, description="the project's data: steps that learn or calibrate use its train and calibration splits"
+    )
 
 
 class Recipe(BaseModel):
@@ -94,8 +96,7 @@ def replay(
             f"this file {model_sha256[:12]}…)",
             model.source,
         )
-    if task.dataset is None and recipe.base.dataset is not None:
-        task.dataset = load_dataset(recipe.base.dataset)
+    task.provide(**step_data(recipe.base.dataset))
     shapes = {k: tuple(v) for k, v in recipe.base.input_shapes.items()}
     current = model.with_input_shapes(InputShapes(shapes, "user"))
     total = max(len(recipe.steps), 1)

@@ -7,10 +7,13 @@ lines stay off the user's terminal unless ``--debug`` asks for them.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from workbench.errors import WorkbenchError, describe_exception
 
@@ -55,27 +58,82 @@ def session_options(threads: int = DEFAULT_THREADS, *, optimize: bool = True) ->
     return options
 
 
-def new_session(model: bytes | str, options: ort.SessionOptions) -> ort.InferenceSession:
-    """An onnxruntime CPU session. onnxruntime's Python layer prints an "EP Error" banner to stdout
-    before re-raising some load failures; the caller reports the failure itself, in one line."""
-    import contextlib
-    import io
+class RuntimeSettings(BaseModel):
+    """Everything a figure was measured with that changes how fast or how exactly a model runs.
 
+    Stored with every measurement and written to a bundle's manifest, whose ``run.py`` and README
+    snippet load the artifact with exactly these settings (``workbench verify`` does too).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    runtime: Literal["onnxruntime", "openvino"] = "onnxruntime"
+    version: str = Field(description="the runtime's version the figures were measured with")
+    provider: str = Field("CPUExecutionProvider", description="onnxruntime execution provider or OpenVINO device")
+    threads: int = Field(DEFAULT_THREADS, ge=1, description="intra-op threads (OpenVINO: inference threads)")
+    graph_optimization: Literal["all", "extended", "basic", "disabled"] = "all"
+    config: dict[str, str] = Field(default_factory=dict, description="session config entries / compile properties")
+
+    def describe(self) -> str:
+        extra = "".join(f", {k}={v}" for k, v in sorted(self.config.items()))
+        return (
+            f"{self.runtime} {self.version} {self.provider}, {self.threads} thread(s), "
+            f"graph optimization {self.graph_optimization}{extra}"
+        )
+
+
+_LEVELS = {"all": "ORT_ENABLE_ALL", "extended": "ORT_ENABLE_EXTENDED", "basic": "ORT_ENABLE_BASIC"}
+_LEVELS["disabled"] = "ORT_DISABLE_ALL"
+
+
+def settings_for(model_bytes: bytes, threads: int = DEFAULT_THREADS) -> RuntimeSettings:
+    """How the workbench runs an ONNX model in onnxruntime: the settings every figure records."""
     import onnxruntime as ort
 
-    with contextlib.redirect_stdout(io.StringIO()) if _logging["severity"] == _QUIET else contextlib.nullcontext():
-        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    config = {}
+    if is_weight_only_quantized(model_bytes):
+        # int8 weights behind DequantizeLinear run at float speed only without QDQ fusion (~1.7x otherwise).
+        config["session.disable_quant_qdq"] = "1"
+    return RuntimeSettings(version=ort.__version__, threads=threads, config=config)
+
+
+def open_session(model: bytes | str | Path, settings: RuntimeSettings) -> ort.InferenceSession:
+    """An onnxruntime session built from ``settings`` alone (a measurement's, or a bundle manifest's)."""
+    import onnxruntime as ort
+
+    if settings.runtime != "onnxruntime":
+        raise WorkbenchError(f"these settings are for {settings.runtime}, not onnxruntime")
+    options = session_options(settings.threads, optimize=settings.graph_optimization != "disabled")
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[settings.graph_optimization])
+    for key, value in settings.config.items():
+        options.add_session_config_entry(key, value)
+    try:
+        return new_session(str(model) if isinstance(model, Path) else model, options, settings.provider)
+    except Exception as exc:
+        raise WorkbenchError(f"onnxruntime cannot load the model ({_reason(exc)})") from None
+
+
+def new_session(
+    model: bytes | str, options: ort.SessionOptions, provider: str = "CPUExecutionProvider"
+) -> ort.InferenceSession:
+    """An onnxruntime CPU session. onnxruntime's Python layer prints an "EP Error" banner to stdout
+    before re-raising some load failures; the caller reports the failure itself, in one line."""
+    import onnxruntime as ort
+
+    with quiet_stdout():
+        return ort.InferenceSession(model, options, providers=[provider])
+
+
+def quiet_stdout() -> contextlib.AbstractContextManager:
+    """Keeps onnxruntime's Python-layer banners off stdout unless debugging."""
+    import io
+
+    return contextlib.redirect_stdout(io.StringIO()) if _logging["severity"] == _QUIET else contextlib.nullcontext()
 
 
 def make_session(model_bytes: bytes, threads: int = DEFAULT_THREADS) -> ort.InferenceSession:
-    options = session_options(threads)
-    if is_weight_only_quantized(model_bytes):
-        # int8 weights behind DequantizeLinear run at float speed only without QDQ fusion (~1.7x otherwise).
-        options.add_session_config_entry("session.disable_quant_qdq", "1")
-    try:
-        return new_session(model_bytes, options)
-    except Exception as exc:
-        raise WorkbenchError(f"onnxruntime cannot load the model ({_reason(exc)})") from None
+    """A session for an ONNX model with the settings :func:`settings_for` records."""
+    return open_session(model_bytes, settings_for(model_bytes, threads))
 
 
 def run_session(

@@ -1,5 +1,6 @@
-"""Shared pieces for plugins that store weights in fewer bits (clustering, low-bit): which ONNX
-weights they touch, and the packed size they report through the model's metadata."""
+"""Shared pieces for plugins that simulate weights in fewer bits (clustering, low-bit): which ONNX
+weights they touch, and the size a packed format would take. The file still holds float32 weights, so
+that size is an analysis, said in a note on the step; the size the workbench shows is the file's."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from workbench.errors import PluginError
 if TYPE_CHECKING:
     import onnx
 
-PACKED_KEY = "workbench.packed_weight_bytes"
 _WEIGHT_INPUTS = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1}
 
 
@@ -22,8 +22,7 @@ def encode_weights(
 ) -> int:
     """Replace each float Conv/Gemm/MatMul weight by ``encode(name, w) -> (decoded, packed_bytes)``.
 
-    Returns the packed size of all weights (encoded ones packed, everything else as stored) and records
-    it in the model's metadata, where measurements pick it up.
+    Returns the size all weights would take packed (encoded ones packed, everything else as stored).
     """
     from onnx import numpy_helper
 
@@ -46,11 +45,14 @@ def encode_weights(
             packed += size
         else:
             packed += numpy_helper.to_array(init).nbytes
-    entry = next((p for p in proto.metadata_props if p.key == PACKED_KEY), None) or proto.metadata_props.add()
-    entry.key, entry.value = PACKED_KEY, str(packed)
     return packed
 
 
-def packed_weight_bytes(proto: onnx.ModelProto) -> int | None:
-    value = next((p.value for p in proto.metadata_props if p.key == PACKED_KEY), None)
-    return int(value) if value is not None else None
+def simulated_note(packed: int, proto: onnx.ModelProto) -> str:
+    from onnx import numpy_helper
+
+    stored = sum(numpy_helper.to_array(init).nbytes for init in proto.graph.initializer)
+    return (
+        f"simulated: the weights are stored as float32 ({stored:,} B in the file, no smaller); packed, they "
+        f"would take about {packed:,} B (an analysis, not a size the workbench ships)"
+    )

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from workbench.analysis import Analysis, analyze
-from workbench.datasets import Dataset, DatasetRef, load_dataset, random_inputs_ref
+from workbench.datasets import Dataset, DatasetRef, load_dataset, random_inputs_ref, step_data
 from workbench.errors import WorkbenchError, with_path
 from workbench.evaluate import Metrics, measure
 from workbench.fileio import sha256_file
@@ -75,6 +75,7 @@ class Preview:
     params: dict[str, Any]
     model: Model
     metrics: Metrics | None = None
+    notes: tuple[str, ...] = ()
 
 
 class Workspace:
@@ -86,6 +87,7 @@ class Workspace:
         self._models: dict[str, Model] = {}
         self._analyses: dict[str, Analysis] = {}
         self._dataset: Dataset | None = None
+        self._splits: dict[DatasetRef, Dataset] = {}  # train / calibration data, loaded when a step asks
         self.recent = RecentFiles()
 
     # --- opening ----------------------------------------------------------------------------------
@@ -196,6 +198,22 @@ class Workspace:
             self._dataset = load_dataset(ref)
         return self._dataset
 
+    def step_task(self, task: Task | None = None) -> Task:
+        """``task`` with the project's train and calibration splits attached (never its evaluation data)."""
+        task = task or Task()
+        data = step_data(self.require_project().dataset)
+        for split in ("train", "calibration"):
+            if split in data:
+                ref = self.require_project().dataset.with_split(split)  # type: ignore[union-attr]
+                data[split] = functools.partial(self._split, ref)
+        task.provide(**data)
+        return task
+
+    def _split(self, ref: DatasetRef) -> Dataset:
+        if ref not in self._splits:
+            self._splits[ref] = load_dataset(ref)
+        return self._splits[ref]
+
     def select(self, variant_id: str) -> Variant:
         variant = self.require_project().get(variant_id)
         self.current_id = variant.id
@@ -220,8 +238,9 @@ class Workspace:
         """Apply and analyze only: fast enough to follow a slider on small and mid-size models."""
         start = time.perf_counter()
         plugin = self.plugin(plugin_id)
-        result = run_plugin(plugin, self.model(), params, Task(dataset=self.dataset()))
-        self.preview = Preview(plugin_id, dict(params), result)
+        task = self.step_task()
+        result = run_plugin(plugin, self.model(), params, task)
+        self.preview = Preview(plugin_id, dict(params), result, notes=tuple(task.notes))
         analysis = analyze(result)
         weight_bytes = analysis.weight_bytes
         dense_fraction = 1.0 - analysis.sparsity
@@ -238,11 +257,10 @@ class Workspace:
     @_names_the_project
     def evaluate_preview(self, plugin_id: str, params: dict[str, Any], task: Task | None = None) -> Preview:
         """Accuracy/fidelity, latency and size of the previewed step, against the baseline."""
-        task = task or Task()
-        task.dataset = task.dataset or self.dataset()
+        task = self.step_task(task)
         if self.preview is None or self.preview.plugin_id != plugin_id or self.preview.params != params:
             result = run_plugin(self.plugin(plugin_id), self.model(), params, task.sub(0.0, 0.2))
-            self.preview = Preview(plugin_id, dict(params), result)
+            self.preview = Preview(plugin_id, dict(params), result, notes=tuple(task.notes))
         preview = self.preview
         preview.metrics = measure(
             preview.model,
@@ -260,13 +278,12 @@ class Workspace:
     @_names_the_project
     def apply(self, plugin_id: str, params: dict[str, Any], task: Task | None = None) -> Variant:
         """Commit the step as a variant of the current one (stored, measured), and make it current."""
-        task = task or Task()
+        task = self.step_task(task)
         project = self.require_project()
         assert self.current_id is not None
         same_step = self.preview is not None and (self.preview.plugin_id, self.preview.params) == (plugin_id, params)
         preview = self.preview if same_step else None
         known = {v.id for v in project.variants()}
-        task.dataset = task.dataset or self.dataset()
         baseline = self.model(project.root.id)
         dataset = self.dataset()
 
@@ -355,4 +372,6 @@ class Workspace:
 
         task = task or Task()
         checkpoint = ensure_demo_model(task.sub(0.0, 0.5))
-        return self.open_model(checkpoint, dataset=mnist_sample_ref("test"), task=task.sub(0.5, 1.0), folder=folder)
+        return self.open_model(
+            checkpoint, dataset=mnist_sample_ref("evaluation"), task=task.sub(0.5, 1.0), folder=folder
+        )

@@ -174,11 +174,11 @@ import workbench.device_export as export
 from workbench.devices import get_device
 from workbench.project import Project
 flag = Path({flag!r})
-original = export._verify
+original = export._parity
 def stall(*args, **kwargs):
     flag.write_text("exporting")
     time.sleep(60)
-export._verify = stall
+export._parity = stall
 project = Project.open({folder!r})
 export.export_for_device(project, project.root.id, get_device("x86-server"), {out!r})
 """

@@ -1,0 +1,155 @@
+"""Figures of an exported artifact: the file a bundle ships, run in its own runtime with the settings the
+bundle loads it with, on the whole evaluation split. Export writes them; ``workbench verify`` recomputes
+them with the same function, so a figure can only match if it was measured the way it is shipped."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from workbench.datasets import Dataset, DatasetRef, load_dataset, random_inputs_ref
+from workbench.errors import DatasetError
+from workbench.evaluate import check_dataset_fits, example_feeds, host_description, interleaved_latency, top1
+from workbench.plugin import Task
+from workbench.runtime import RuntimeSettings, make_session, run_batches, run_session, settings_for
+
+if TYPE_CHECKING:
+    from workbench.device_export import BundleRuntime
+    from workbench.model import Model
+
+MAX_TIMED_RUNS = 2000
+TIMING_SECONDS = 1.0  # per session: tiny models need hundreds of runs for a stable median here
+LATENCY_METHOD = (
+    "batch 1; the artifact in its runtime and the fp32 baseline (.onnx in onnxruntime with its own recorded "
+    "settings) timed interleaved round-robin in one process, same seeded inputs; ratio of the medians"
+)
+
+
+class ArtifactMetrics(BaseModel):
+    """What one exported file measured: every field is recomputed by ``workbench verify``."""
+
+    label: str = "the exported file, in its own runtime, on this host"
+    file: str
+    runtime: RuntimeSettings
+    host: str
+    artifact_bytes: int = Field(description="bytes of the file(s) the runtime loads")
+    dataset: DatasetRef
+    samples: int
+    accuracy: float | None = Field(None, description="top-1 accuracy on the evaluation split (None: no labels)")
+    correct: int | None = None
+    agreement_with_variant: float | None = None
+    snr_db_vs_variant: float | None = None
+    max_abs_diff_vs_variant: float | None = None
+    latency_ms_median: float
+    latency_ms_p90: float
+    baseline_latency_ms_median: float | None = None
+    latency_ratio: float | None = None
+    latency_runs: int
+    latency_method: str = LATENCY_METHOD
+    baseline_runtime: RuntimeSettings | None = None
+
+    def describe_lines(self) -> list[str]:
+        data = f"{self.samples} samples of {self.dataset.describe()}"
+        lines = [f"{self.file} in {self.runtime.describe()}, on {self.host}"]
+        if self.accuracy is not None:
+            lines.append(f"accuracy {self.accuracy:.2%} top-1 ({self.correct} of {data})")
+        else:
+            lines.append(f"no accuracy: the data has no labels ({data})")
+        if self.agreement_with_variant is not None:
+            snr = "identical" if self.snr_db_vs_variant is None else f"{self.snr_db_vs_variant:.1f} dB"
+            lines.append(
+                f"parity with the variant: {self.agreement_with_variant:.2%} top-1 agreement, output SNR {snr}, "
+                f"max abs difference {self.max_abs_diff_vs_variant:.3g}"
+            )
+        latency = f"latency {self.latency_ms_median:.3f} ms median (p90 {self.latency_ms_p90:.3f})"
+        if self.latency_ratio is not None:
+            latency += (
+                f" vs the fp32 baseline's {self.baseline_latency_ms_median:.3f} ms: {self.latency_ratio:.2f}x "
+                f"({self.latency_runs} runs each; {self.latency_method})"
+            )
+        lines.append(latency)
+        lines.append(f"size {self.artifact_bytes:,} B")
+        return lines
+
+
+def evaluation_data(ref: DatasetRef | None, model: Model) -> Dataset:
+    """The project's evaluation split; random inputs (stated as such) only when the project has no data."""
+    shapes = model.concrete_shapes()
+    if ref is None:
+        name = model.inputs[0].name if model.inputs else None
+        if name is None:
+            raise DatasetError("the model takes no inputs: there is nothing to run it on")
+        return load_dataset(random_inputs_ref(shapes[name]))
+    data = load_dataset(ref)
+    check_dataset_fits(data, shapes)
+    return data
+
+
+def artifact_files(folder: Path, runtime: BundleRuntime) -> list[Path]:
+    main = folder / runtime.file
+    return [main, main.with_suffix(".bin")] if runtime.settings.runtime == "openvino" else [main]
+
+
+def timed_runs(sessions: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]], minimum: int) -> int:
+    """Enough runs that each session is timed for about a second (at least ``minimum``)."""
+    slowest = 0.0
+    rng = np.random.default_rng(0)
+    for session in sessions.values():
+        feeds = example_feeds(session, shapes, rng)
+        run_session(session, feeds)
+        start = time.perf_counter()
+        run_session(session, feeds)
+        slowest = max(slowest, time.perf_counter() - start)
+    wanted = math.ceil(TIMING_SECONDS / max(slowest, 1e-6))
+    return int(min(MAX_TIMED_RUNS, max(minimum, wanted)))
+
+
+def artifact_metrics(
+    artifact: Any,
+    runtime: BundleRuntime,
+    data: Dataset,
+    shapes: Mapping[str, tuple[int, ...]],
+    *,
+    folder: Path,
+    baseline: bytes | None,
+    runs: int,
+    task: Task | None = None,
+) -> tuple[ArtifactMetrics, np.ndarray]:
+    """Accuracy (one sample at a time, so the figure does not depend on batching), size, and latency
+    against the fp32 baseline; returns the metrics and the artifact's outputs."""
+    task = task or Task()
+    task.report(0.0, f"evaluating {runtime.file}")
+    outputs = run_batches(artifact, data.x, task.sub(0.0, 0.5), shapes=shapes, max_batch=1)
+    accuracy = correct = None
+    if data.y is not None:
+        correct = int(np.sum(top1(outputs) == data.y))
+        accuracy = correct / len(data)
+    task.report(0.5, "timing against the fp32 baseline")
+    sessions = {"artifact": artifact} | ({"baseline": make_session(baseline)} if baseline is not None else {})
+    count = timed_runs(sessions, shapes, runs)
+    timed = interleaved_latency(sessions, shapes, runs=count, task=task.sub(0.5, 1.0))
+    median, p90 = timed["artifact"]
+    metrics = ArtifactMetrics(
+        file=runtime.file,
+        runtime=runtime.settings,
+        host=host_description(),
+        artifact_bytes=sum(p.stat().st_size for p in artifact_files(folder, runtime)),
+        dataset=data.ref,
+        samples=len(data),
+        accuracy=accuracy,
+        correct=correct,
+        latency_ms_median=median,
+        latency_ms_p90=p90,
+        latency_runs=count,
+    )
+    if baseline is not None:
+        metrics.baseline_latency_ms_median = timed["baseline"][0]
+        metrics.latency_ratio = median / timed["baseline"][0]
+        metrics.baseline_runtime = settings_for(baseline)
+    return metrics, outputs

@@ -1,0 +1,149 @@
+"""``workbench verify BUNDLE``: recompute a bundle's figures from the bundle alone, loading the artifact
+exactly as its ``run.py`` does (the manifest's ``runtime`` section), and say which figure is wrong.
+
+Checked: every file's bytes and sha256 (exactly), the artifact's size (exactly), its accuracy on the
+evaluation split the manifest names (exactly: the same samples, one at a time), and its latency ratio
+against the fp32 baseline (within a tolerance, 15 % by default: timing on a shared host is noisy).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from workbench.errors import WorkbenchError
+from workbench.plugin import Task
+
+LATENCY_TOLERANCE = 0.15
+
+
+@dataclass(frozen=True)
+class Check:
+    figure: str
+    ok: bool | None  # None: could not be checked here (and why is in ``detail``)
+    detail: str
+
+
+def verify_bundle(
+    bundle: str | Path,
+    *,
+    data: str | None = None,
+    baseline: str | Path | None = None,
+    runs: int | None = None,
+    tolerance: float = LATENCY_TOLERANCE,
+    task: Task | None = None,
+) -> list[Check]:
+    from pydantic import ValidationError
+
+    from workbench.artifact_metrics import ArtifactMetrics, artifact_metrics
+    from workbench.datasets import load_dataset
+    from workbench.device_export import BundleRuntime, open_artifact
+    from workbench.fileio import sha256_bytes
+    from workbench.untrusted import read_regular_bytes
+
+    task = task or Task()
+    bundle = Path(bundle)
+    manifest_path = bundle / "manifest.json"
+    try:
+        manifest = json.loads(read_regular_bytes(manifest_path, WorkbenchError))
+        claimed = ArtifactMetrics.model_validate(manifest["metrics"])
+    except (ValueError, KeyError, TypeError, ValidationError) as exc:
+        reason = str(exc).splitlines()[0][:200]
+        raise WorkbenchError(f"not a bundle this workbench can verify ({reason})", manifest_path) from None
+    checks: list[Check] = []
+    for name, entry in sorted(manifest.get("files", {}).items()):
+        path = bundle / name
+        if Path(name).is_absolute() or ".." in Path(name).parts or not path.is_file():
+            checks.append(Check(f"file {name}", False, "missing from the bundle"))
+            continue
+        content = path.read_bytes()
+        same = len(content) == entry.get("bytes") and sha256_bytes(content) == entry.get("sha256")
+        detail = f"{len(content):,} B, sha256 {'matches' if same else 'differs from'} the manifest"
+        checks.append(Check(f"file {name}", same, detail))
+
+    if any(check.ok is False for check in checks):
+        checks.append(Check("figures", None, "not recomputed: the bundle's files are not the ones it was made with"))
+        return checks
+    runtime = BundleRuntime.from_json(manifest.get("runtime"), manifest_path)
+    artifact = open_artifact(bundle, runtime)
+    ref = claimed.dataset
+    if data is not None:
+        ref = ref.model_copy(update={"path": str(data)})
+    try:
+        dataset = load_dataset(ref)
+    except WorkbenchError as exc:
+        checks.append(Check("accuracy", None, f"the evaluation data is not here ({exc}); pass --data"))
+        return checks
+    baseline_bytes = _baseline(manifest, baseline)
+    if baseline_bytes is None:
+        checks.append(
+            Check("latency ratio", None, "the fp32 baseline is not here; pass --baseline (the project's root model)")
+        )
+    shapes = {k: tuple(v) for k, v in manifest["input_shapes"].items()}
+    measured, _outputs = artifact_metrics(
+        artifact,
+        runtime,
+        dataset,
+        shapes,
+        folder=bundle,
+        baseline=baseline_bytes,
+        runs=runs or claimed.latency_runs,
+        task=task,
+    )
+    checks.append(
+        Check(
+            "artifact size",
+            measured.artifact_bytes == claimed.artifact_bytes,
+            f"{measured.artifact_bytes:,} B here, {claimed.artifact_bytes:,} B in the manifest",
+        )
+    )
+    checks.append(
+        Check(
+            "samples",
+            measured.samples == claimed.samples,
+            f"{measured.samples} here, {claimed.samples} in the manifest ({dataset.ref.describe()})",
+        )
+    )
+    if claimed.accuracy is not None or measured.accuracy is not None:
+        same = measured.correct == claimed.correct and measured.samples == claimed.samples
+        checks.append(
+            Check(
+                "accuracy",
+                same,
+                f"{_pct(measured.accuracy)} ({measured.correct} correct) here, {_pct(claimed.accuracy)} "
+                f"({claimed.correct} correct) in the manifest",
+            )
+        )
+    if baseline_bytes is not None and measured.latency_ratio and claimed.latency_ratio:
+        drift = measured.latency_ratio / claimed.latency_ratio - 1
+        checks.append(
+            Check(
+                "latency ratio",
+                abs(drift) <= tolerance,
+                f"{measured.latency_ratio:.3f}x the fp32 baseline here ({measured.latency_ms_median:.3f} vs "
+                f"{measured.baseline_latency_ms_median:.3f} ms), {claimed.latency_ratio:.3f}x in the manifest "
+                f"({drift:+.1%}; tolerance ±{tolerance:.0%})",
+            )
+        )
+    return checks
+
+
+def _baseline(manifest: dict, given: str | Path | None) -> bytes | None:
+    from workbench.fileio import sha256_bytes
+    from workbench.untrusted import read_regular_bytes
+
+    if given is not None:
+        from workbench.loading import load_model
+
+        return load_model(given, remember_shapes=False).onnx_bytes()
+    recorded = manifest.get("baseline") or {}
+    path = recorded.get("project_artifact")
+    if not path or not Path(path).is_file():
+        return None
+    content = read_regular_bytes(Path(path), WorkbenchError)
+    return content if sha256_bytes(content) == recorded.get("sha256") else None
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2%}"
