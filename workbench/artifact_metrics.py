@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from workbench.device_export import BundleRuntime
     from workbench.model import Model
 
-MAX_TIMED_RUNS = 2000
-TIMING_SECONDS = 1.0  # per session: tiny models need hundreds of runs for a stable median here
+MAX_TIMED_RUNS = 4000
+TIMING_SECONDS = 2.0  # per session: a 2-core shared host needs seconds of runs for a median stable to a few %
 LATENCY_METHOD = (
     "batch 1; the artifact in its runtime and the fp32 baseline (.onnx in onnxruntime with its own recorded "
     "settings) timed interleaved round-robin in one process, same seeded inputs; ratio of the medians"
@@ -97,7 +97,7 @@ def artifact_files(folder: Path, runtime: BundleRuntime) -> list[Path]:
 
 
 def timed_runs(sessions: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]], minimum: int) -> int:
-    """Enough runs that each session is timed for about a second (at least ``minimum``)."""
+    """Enough runs that each session is timed for about ``TIMING_SECONDS`` (at least ``minimum``)."""
     slowest = 0.0
     rng = np.random.default_rng(0)
     for session in sessions.values():
@@ -133,7 +133,7 @@ def artifact_metrics(
     task.report(0.5, "timing against the fp32 baseline")
     sessions = {"artifact": artifact} | ({"baseline": make_session(baseline)} if baseline is not None else {})
     count = timed_runs(sessions, shapes, runs)
-    timed = interleaved_latency(sessions, shapes, runs=count, task=task.sub(0.5, 1.0))
+    timed = interleaved_latency(sessions, shapes, runs=count, warmup=max(5, count // 10), task=task.sub(0.5, 1.0))
     median, p90 = timed["artifact"]
     metrics = ArtifactMetrics(
         file=runtime.file,

@@ -9,6 +9,7 @@ and benchmark) and optionally fleet packaging (AWS IoT Greengrass recipe or Azur
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -405,7 +406,13 @@ def _to_ort(onnx_bytes: bytes, staging: Path, settings: RuntimeSettings) -> list
             ort.InferenceSession(
                 onnx_bytes, options, providers=["CPUExecutionProvider"], disabled_optimizers=["NchwcTransformer"]
             )
-            create_config_from_models([staging / "model.ort"], staging / "required_operators.config", False)
+            logger = logging.getLogger("ort_format_model.utils")  # logs its progress at INFO
+            level = logger.level
+            logger.setLevel(logging.WARNING)
+            try:
+                create_config_from_models([staging / "model.ort"], staging / "required_operators.config", False)
+            finally:
+                logger.setLevel(level)
     except Exception as exc:
         raise WorkbenchError(f"conversion to the .ort format failed ({describe_exception(exc)[:200]})") from None
     return ["model.ort", "required_operators.config"]
