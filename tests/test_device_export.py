@@ -149,6 +149,10 @@ def test_cli_export_and_devices(tmp_path, demo_checkpoint, capsys):
         and "model storage" in out
         and "(from the profile, not measured)" in out
     )
+    # the throwaway project is gone; verify finds the fp32 baseline through the model file
+    bundle = next(tmp_path.glob("*-phone"))
+    assert main(["verify", str(bundle)]) == 0
+    assert "ok      latency ratio" in capsys.readouterr().out
     assert main(["export", str(demo_checkpoint), "--device", "coral-edgetpu", "-o", str(tmp_path / "x")]) == 2
     assert "ai-edge-torch" in capsys.readouterr().err
 

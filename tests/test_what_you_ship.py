@@ -199,4 +199,4 @@ def test_demo_table_ratio_is_the_quotient_of_the_medians_it_prints(tmp_path, dem
     ratio, medians = row[-1].split("x (")
     candidate, baseline = (float(v) for v in medians.removesuffix(" ms)").split(" / "))
     assert float(ratio) == pytest.approx(candidate / baseline, abs=0.006)
-    assert row[-2].startswith(f"{candidate:.3f}")
+    assert row[-2].startswith(f"{candidate:.4g}")

@@ -130,7 +130,7 @@ def verify_bundle(
 
 
 def _baseline(manifest: dict, given: str | Path | None) -> bytes | None:
-    from workbench.fileio import sha256_bytes
+    from workbench.fileio import sha256_bytes, sha256_file
     from workbench.untrusted import read_regular_bytes
 
     if given is not None:
@@ -139,10 +139,17 @@ def _baseline(manifest: dict, given: str | Path | None) -> bytes | None:
         return load_model(given, remember_shapes=False).onnx_bytes()
     recorded = manifest.get("baseline") or {}
     path = recorded.get("project_artifact")
-    if not path or not Path(path).is_file():
-        return None
-    content = read_regular_bytes(Path(path), WorkbenchError)
-    return content if sha256_bytes(content) == recorded.get("sha256") else None
+    if path and Path(path).is_file():
+        content = read_regular_bytes(Path(path), WorkbenchError)
+        if sha256_bytes(content) == recorded.get("sha256"):
+            return content
+    source = recorded.get("model_file")
+    if source and Path(source).is_file() and sha256_file(source) == recorded.get("model_file_sha256"):
+        from workbench.loading import load_model
+
+        shapes = ";".join(f"{k}={','.join(map(str, v))}" for k, v in manifest["input_shapes"].items())
+        return load_model(source, input_shapes=shapes, remember_shapes=False).onnx_bytes()
+    return None
 
 
 def _pct(value: float | None) -> str:

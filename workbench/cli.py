@@ -492,7 +492,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
             for warning in plan.warnings:
                 print(f"warning          {warning}")
             with _progress("exporting") as task:
-                bundle = export_for_device(project, variant.id, device, args.output, fleet=args.fleet, task=task)
+                bundle = export_for_device(
+                    project,
+                    variant.id,
+                    device,
+                    args.output,
+                    fleet=args.fleet,
+                    task=task,
+                    baseline_file=None if (source / DB_NAME).is_file() else source,
+                )
     from workbench.artifact_metrics import ArtifactMetrics
 
     manifest = json.loads((bundle / "manifest.json").read_text())

@@ -165,7 +165,7 @@ def comparison_rows(variants: list[Variant]) -> list[list[str]]:
                 f"{m.macs:,}" + ("" if m.macs_complete else "+"),
                 f"{m.artifact_bytes:,}",
                 f"{m.zip_bytes:,}",
-                f"{m.latency_ms_median:.3f} / {m.latency_ms_p90:.3f}" if m.latency_ms_median is not None else "-",
+                f"{_ms(m.latency_ms_median)} / {_ms(m.latency_ms_p90)}" if m.latency_ms_median is not None else "-",
                 "reference" if variant.is_root else _ratio(m),
             ]
         )
@@ -176,7 +176,12 @@ def _ratio(m: Metrics) -> str:
     """The ratio with the two medians it divides, both from one interleaved run."""
     if m.latency_ratio is None or m.baseline_latency_ms_median is None or m.latency_ms_median is None:
         return "-"
-    return f"{m.latency_ratio:.2f}x ({m.latency_ms_median:.3f} / {m.baseline_latency_ms_median:.3f} ms)"
+    return f"{m.latency_ratio:.2f}x ({_ms(m.latency_ms_median)} / {_ms(m.baseline_latency_ms_median)} ms)"
+
+
+def _ms(value: float) -> str:
+    """Four significant digits: sub-0.1 ms medians keep enough digits for their ratio to be checked."""
+    return f"{value:.4g}"
 
 
 LATENCY_METHOD = (

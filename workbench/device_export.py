@@ -21,7 +21,14 @@ from workbench.datasets import split_rule
 from workbench.devices import DeviceProfile, Precision
 from workbench.errors import WorkbenchError, describe_exception
 from workbench.evaluate import snr_db
-from workbench.fileio import atomic_write_bytes, atomic_write_text, remove_abandoned, sha256_bytes, staging_dir
+from workbench.fileio import (
+    atomic_write_bytes,
+    atomic_write_text,
+    remove_abandoned,
+    sha256_bytes,
+    sha256_file,
+    staging_dir,
+)
 from workbench.plugin import Task
 from workbench.runtime import (
     RuntimeSettings,
@@ -235,11 +242,14 @@ def export_for_device(
     fleet: Fleet | None = None,
     task: Task | None = None,
     runs: int = BUNDLE_LATENCY_RUNS,
+    baseline_file: Path | None = None,
 ) -> Path:
     """Write ``out_dir/<variant>-<device>/`` (complete or not at all) and return it.
 
     Every figure in the manifest is the exported file's, run in its own runtime with the settings the
     bundle's ``run.py`` uses, on the whole evaluation split; parity with the variant sits beside them.
+    ``baseline_file`` names the user's model file when the project is a throwaway (a CLI export of a file),
+    so ``workbench verify`` can still find the fp32 baseline.
     """
     task = task or Task()
     plan = plan_export(project, variant_id, device)
@@ -285,6 +295,9 @@ def export_for_device(
             _fleet(fleet, staging, variant.id, device, artifacts)
         task.check()
         manifest = _manifest(project, variant, model, device, plan, staging, measured, runtime, notes, recipe)
+        if baseline_file is not None:
+            manifest["baseline"]["model_file"] = str(Path(baseline_file).resolve())
+            manifest["baseline"]["model_file_sha256"] = sha256_file(baseline_file)
         atomic_write_text(staging / "manifest.json", strict_json(manifest))
         staging.chmod(0o755)
         staging.rename(target)
