@@ -296,3 +296,12 @@ def test_distillation_streams_its_loss_curve(qtbot, window, demo_checkpoint):
     assert not window.notice.isVisible(), window.notice.message.text()
     assert window.loss_plot.isVisible() and len(window.loss_values) == 8
     assert window.ws.project.get(window.ws.current_id).plugin_id == "distill"
+
+
+def test_a_previewed_step_says_what_it_wants_known(qtbot, window, demo_checkpoint):
+    open_demo_model(qtbot, window, demo_checkpoint)
+    window.plugin_combo.setCurrentIndex(window.plugin_combo.findData("weight_sharing"))
+    window.preview_timer.stop()
+    window._evaluate_preview()
+    wait_idle(qtbot, window)
+    assert "Preview note: simulated: the weights are stored as float32" in window.status_text.text()

@@ -409,8 +409,13 @@ class MainWindow(QMainWindow):
         self.jobs.run(
             "Measuring the preview",
             lambda task: self.ws.evaluate_preview(plugin_id, params, task),
-            lambda preview: self.plot.set_preview(preview.metrics),
+            self._show_preview,
         )
+
+    def _show_preview(self, preview) -> None:
+        self.plot.set_preview(preview.metrics)
+        if preview.notes:  # what the step wants known before it is applied (a simulated size, calibration data)
+            self.status_text.setText("Preview note: " + " · ".join(preview.notes))
 
     def discard_preview(self) -> None:
         self.preview_timer.stop()
