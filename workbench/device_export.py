@@ -31,6 +31,7 @@ from workbench.fileio import (
 )
 from workbench.plugin import Task
 from workbench.runtime import (
+    GRAPH_OPTIMIZATION_LEVELS,
     RuntimeSettings,
     make_session,
     open_session,
@@ -650,14 +651,6 @@ def bundle_readme(
     return "\n".join(lines)
 
 
-_LEVEL_NAMES = {
-    "all": "ORT_ENABLE_ALL",
-    "extended": "ORT_ENABLE_EXTENDED",
-    "basic": "ORT_ENABLE_BASIC",
-    "disabled": "ORT_DISABLE_ALL",
-}
-
-
 def _snippet(runtime: BundleRuntime, name: str, shape: tuple[int, ...]) -> str:
     settings = runtime.settings
     if settings.runtime == "openvino":
@@ -674,7 +667,7 @@ def _snippet(runtime: BundleRuntime, name: str, shape: tuple[int, ...]) -> str:
             ]
         )
     config = [f'options.add_session_config_entry("{k}", "{v}")' for k, v in sorted(settings.config.items())]
-    level = _LEVEL_NAMES[settings.graph_optimization]
+    level = GRAPH_OPTIMIZATION_LEVELS[settings.graph_optimization]
     return "\n".join(
         [
             "```python",

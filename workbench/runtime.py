@@ -82,8 +82,13 @@ class RuntimeSettings(BaseModel):
         )
 
 
-_LEVELS = {"all": "ORT_ENABLE_ALL", "extended": "ORT_ENABLE_EXTENDED", "basic": "ORT_ENABLE_BASIC"}
-_LEVELS["disabled"] = "ORT_DISABLE_ALL"
+# RuntimeSettings.graph_optimization -> onnxruntime's GraphOptimizationLevel member (also spelled out in bundles)
+GRAPH_OPTIMIZATION_LEVELS = {
+    "all": "ORT_ENABLE_ALL",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "basic": "ORT_ENABLE_BASIC",
+    "disabled": "ORT_DISABLE_ALL",
+}
 
 
 def settings_for(model_bytes: bytes, threads: int = DEFAULT_THREADS) -> RuntimeSettings:
@@ -104,7 +109,8 @@ def open_session(model: bytes | str | Path, settings: RuntimeSettings) -> ort.In
     if settings.runtime != "onnxruntime":
         raise WorkbenchError(f"these settings are for {settings.runtime}, not onnxruntime")
     options = session_options(settings.threads, optimize=settings.graph_optimization != "disabled")
-    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVELS[settings.graph_optimization])
+    level = GRAPH_OPTIMIZATION_LEVELS[settings.graph_optimization]
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
     for key, value in settings.config.items():
         options.add_session_config_entry(key, value)
     try:
