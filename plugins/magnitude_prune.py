@@ -35,7 +35,12 @@ class MagnitudePruneParams(PluginParams):
         "weights (50 % sparsity that sparse tensor cores accelerate); sparsity and scope are then ignored",
     )
     iterations: int = Field(
-        1, ge=1, le=10, description="reach the target in this many equal steps (torch models; with fine-tuning)"
+        1, ge=1, le=20, description="reach the target in this many steps (torch models; with fine-tuning)"
+    )
+    schedule: Literal["linear", "cubic"] = Field(
+        "linear",
+        description="how sparsity grows over the steps: linear, or Zhu & Gupta's cubic s·(1-(1-t/n)³), which "
+        "prunes fast while weights are redundant and slowly near the target",
     )
     fine_tune_epochs: int = Field(
         0,
@@ -83,7 +88,7 @@ class MagnitudePrune(Plugin):
         tuning = params.fine_tune_epochs > 0
         data = task.data("train", "fine-tuning between pruning steps", labels=True) if tuning else None
         for step in range(1, params.iterations + 1):
-            fraction = step / params.iterations  # sparsity (and overrides) grow linearly to the target
+            fraction = schedule_fraction(step, params.iterations, params.schedule)  # of the target, overrides too
             scaled = params.model_copy(
                 update={
                     "sparsity": params.sparsity * fraction,
@@ -127,6 +132,12 @@ class MagnitudePrune(Plugin):
             pruned = np.where(mask, arrays[name], np.zeros((), dtype=arrays[name].dtype))
             initializers[name].CopyFrom(numpy_helper.from_array(pruned, name))
         return model.derive(onnx_proto=proto)
+
+
+def schedule_fraction(step: int, steps: int, schedule: str) -> float:
+    """The fraction of the target sparsity reached after ``step`` of ``steps`` (Zhu & Gupta 2017 for cubic)."""
+    progress = step / steps
+    return progress if schedule == "linear" else 1.0 - (1.0 - progress) ** 3
 
 
 def _is_eager(module) -> bool:

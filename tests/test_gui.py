@@ -211,7 +211,7 @@ def test_graph_tab_embeds_netron_and_finds_the_selected_layer(qtbot, demo_onnx):
     qtbot.addWidget(view)
     view.resize(900, 700)
     view.show()
-    view.show_model(demo_onnx)
+    view.show_model(demo_onnx.read_bytes())
     assert view.web is not None and view.url.startswith("http://127.0.0.1:")
     found: list[bool] = []
     view.found.connect(lambda _name, ok: found.append(ok))
@@ -304,4 +304,31 @@ def test_a_previewed_step_says_what_it_wants_known(qtbot, window, demo_checkpoin
     window.preview_timer.stop()
     window._evaluate_preview()
     wait_idle(qtbot, window)
-    assert "Preview note: simulated: the weights are stored as float32" in window.status_text.text()
+    assert "Preview note: raised opset 17 → 21" in window.status_text.text()  # packed INT4 indices need opset 21
+
+
+def test_one_click_applies_the_sweeps_mixed_precision(qtbot, window, demo_checkpoint):
+    from workbench.sensitivity import LayerSensitivity, SensitivityReport
+
+    open_demo_model(qtbot, window, demo_checkpoint)
+    layers = [
+        LayerSensitivity(weight=w, node=n, params=1, sparsity_quality={}, int8_quality=q8, int4_quality=q4)
+        for w, n, q8, q4 in [
+            ("0.0.weight", "/0/0.0/Conv", 0.90, 0.80),  # int8 costs 6 pt, over the 1 pt budget: float
+            ("1.1.weight", "/1/1.1/Gemm", 0.96, 0.955),  # int4 within budget
+            ("1.3.weight", "/1/1.3/Gemm", 0.96, 0.90),  # only int8 within budget
+        ]
+    ]
+    window.sensitivity.set_report(
+        SensitivityReport(metric="accuracy", baseline_quality=0.96, samples=100, layers=layers)
+    )
+    assert "Mixed precision:" in window.sensitivity.proposal.text() and window.sensitivity.mixed_button.isEnabled()
+    window.sensitivity.mixed_button.click()
+    wait_idle(qtbot, window)
+    current = window.ws.project.get(window.ws.current_id)
+    assert current.plugin_id == "mixed_precision", window.notice.message.text()
+    assert current.params["layers"] == {"/0/0.0/Conv": "float", "/1/1.1/Gemm": "int4", "/1/1.3/Gemm": "int8"}
+    assert (
+        current.metrics is not None
+        and current.metrics.artifact_bytes < 0.5 * window.ws.project.root.metrics.artifact_bytes
+    )

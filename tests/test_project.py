@@ -29,7 +29,7 @@ def test_variants_persist_and_reopen(tmp_path, demo_checkpoint, prune):
         assert [v.id for v in reopened.lineage(grandchild.id)] == [variants[0].id, child.id, grandchild.id]
         model = reopened.load_model(grandchild.id)
         assert model.has_torch_lineage and model.input_shapes.shapes == {"input": (1, 1, 28, 28)}
-        assert sha256_bytes(model.onnx_bytes()) == grandchild.onnx_sha
+        assert sha256_bytes(model.artifact_bytes()) == grandchild.onnx_sha
 
 
 def test_same_step_twice_reuses_the_stored_variant(tmp_path, mlp_onnx, prune):
@@ -108,7 +108,7 @@ def test_recipe_replays_to_an_identical_artifact(tmp_path, demo_checkpoint, prun
     recipe = Recipe.load(path)
     assert [s.plugin for s in recipe.steps] == ["magnitude_prune", "magnitude_prune"]
     result = replay(recipe, load_model(demo_checkpoint), discover_plugins(), model_sha256=sha256_file(demo_checkpoint))
-    assert sha256_bytes(result.onnx_bytes()) == recipe.result_sha256 == b.onnx_sha
+    assert sha256_bytes(result.artifact_bytes()) == recipe.result_sha256 == b.onnx_sha
 
 
 def test_cli_apply_writes_the_recipe_result(tmp_path, demo_checkpoint, prune, capsys):

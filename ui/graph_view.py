@@ -7,7 +7,6 @@ import importlib.util
 import json
 import time
 import webbrowser
-from pathlib import Path
 
 from PySide6.QtCore import QUrl, Signal
 from PySide6.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
@@ -55,17 +54,16 @@ class GraphView(QWidget):
         self.browser_button.hide()
         self.status.hide()
 
-    def show_model(self, path: Path, name: str = "model.onnx") -> None:
+    def show_model(self, data: bytes, name: str = "model.onnx") -> None:
         from workbench.graph_server import GraphServer
-        from workbench.untrusted import read_regular_bytes
 
         if self._server is None:
             self._server = GraphServer()
-        self.url = self._server.show(read_regular_bytes(path), name)
+        self.url = self._server.show(data, name)
         self.browser_button.setEnabled(True)
         self._ensure_web()
         if self.web is None:
-            self.status.setText(f"Graph of {path.name} served at {self.url}")
+            self.status.setText(f"Graph of {name} served at {self.url}")
             return
         from PySide6.QtNetwork import QNetworkCookie
 

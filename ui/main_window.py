@@ -233,6 +233,7 @@ class MainWindow(QMainWindow):
         self.tabs.currentChanged.connect(lambda _i: self._sync_graph())
         self.sensitivity.runRequested.connect(self.run_sensitivity)
         self.sensitivity.overridesProposed.connect(self._use_overrides)
+        self.sensitivity.precisionsProposed.connect(self._apply_precisions)
         self.preview_timer = QTimer(self)
         self.preview_timer.setSingleShot(True)
         self.preview_timer.setInterval(PREVIEW_DEBOUNCE_MS)
@@ -470,6 +471,16 @@ class MainWindow(QMainWindow):
             self.form.set_extra("overrides", overrides)
             self.status_text.setText(f"Per-layer overrides from the sweep: {len(overrides)} layers")
 
+    def _apply_precisions(self, layers: dict) -> None:
+        """One click: the sweep's precision per layer becomes a mixed-precision step."""
+        index = self.plugin_combo.findData("mixed_precision")
+        if index < 0 or self.form is None:
+            return
+        self.plugin_combo.setCurrentIndex(index)
+        if self.form is not None:
+            self.form.set_extra("layers", layers)
+            self.apply_step()
+
     # --- selection --------------------------------------------------------------------------------
     def select_variant(self, variant_id: str) -> None:
         if self.ws.project is None or variant_id == self.ws.current_id:
@@ -576,7 +587,9 @@ class MainWindow(QMainWindow):
             return
         if self._graph_variant != self.ws.current_id and self.ws.current_id is not None:
             self._graph_variant = self.ws.current_id
-            self.graph.show_model(self.ws.project.artifact_path(self.ws.current_id))
+            # the graph with its original names: the stored artifact is compacted to short ones
+            model = self.ws.project.load_model(self.ws.current_id)
+            self.graph.show_model(model.onnx_bytes(), f"{self.ws.project.get(self.ws.current_id).name}.onnx")
 
     # --- job feedback -----------------------------------------------------------------------------
     def _job_started(self, label: str) -> None:
@@ -628,7 +641,8 @@ def _metrics_html(variant: Variant) -> str:
     rows = [
         f"<b>{escape(variant.name)}</b>",
         f"{label}: <b>{quality:.2f}</b>" if quality is not None else "quality: -",
-        f"size: {m.artifact_bytes:,} B ONNX · <b>{m.zip_bytes:,} B</b> zipped",
+        f"size: <b>{m.artifact_bytes:,} B</b> file · <b>{m.download:,} B</b> over-the-air download (xz) · "
+        f"{m.zip_bytes:,} B zipped",
         f"params: {m.nonzero_params:,} non-zero of {m.params:,} ({m.sparsity:.1%} sparse) · MACs {m.macs:,}",
     ]
     if m.latency_ms_median is not None:

@@ -41,11 +41,12 @@ class ParamsForm(QWidget):
         default = prop.get("default")
         if "enum" in prop:
             combo = QComboBox()
-            combo.addItems([str(v) for v in prop["enum"]])
+            for value in prop["enum"]:
+                combo.addItem(str(value), value)  # the value itself: numeric choices (bits, block sizes) stay numbers
             if default is not None:
                 combo.setCurrentText(str(default))
             combo.currentTextChanged.connect(lambda _t: self._emit(commit=True))
-            self._getters[name] = combo.currentText
+            self._getters[name] = combo.currentData
             return combo
         if kind == "boolean":
             box = QCheckBox()

@@ -1,5 +1,6 @@
-"""Sensitivity tab: one curve per layer (quality against that layer's sparsity), int8 marks, and
-proposals for an accuracy budget that fill the pruning plugin's per-layer overrides."""
+"""Sensitivity tab: one curve per layer (quality against that layer's sparsity), and proposals for an
+accuracy budget: the pruning plugin's per-layer overrides, and a precision per layer (int4 / int8 /
+float) that one click applies as a mixed-precision step."""
 
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ from workbench.sensitivity import SensitivityReport
 class SensitivityPanel(QWidget):
     runRequested = Signal()
     overridesProposed = Signal(dict)
+    precisionsProposed = Signal(dict)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.report: SensitivityReport | None = None
         self.run_button = QPushButton("Run sensitivity sweep")
         self.run_button.setToolTip(
-            "Prune each layer alone at 25/50/75/90 % and store its int8 weights alone; "
+            "Prune each layer alone at 25/50/75/90 % and store its int8 and int4 weights alone; "
             "measure quality each time (runs in the background)"
         )
         self.run_button.clicked.connect(self.runRequested)
@@ -32,6 +34,10 @@ class SensitivityPanel(QWidget):
         self.use_button = QPushButton("Use as pruning overrides")
         self.use_button.setEnabled(False)
         self.use_button.clicked.connect(self._use)
+        self.mixed_button = QPushButton("Apply mixed precision")
+        self.mixed_button.setToolTip("Store each layer in the precision proposed below (int4 / int8 / float)")
+        self.mixed_button.setEnabled(False)
+        self.mixed_button.clicked.connect(self._use_precisions)
         self.plot = pg.PlotWidget(background=None)
         self.plot.addLegend(offset=(-10, 10))
         self.plot.setLabel("bottom", "sparsity of that layer alone")
@@ -44,6 +50,7 @@ class SensitivityPanel(QWidget):
         controls.addWidget(QLabel("Accuracy budget:"))
         controls.addWidget(self.budget)
         controls.addWidget(self.use_button)
+        controls.addWidget(self.mixed_button)
         controls.addStretch(1)
         layout = QVBoxLayout(self)
         layout.addLayout(controls)
@@ -54,6 +61,7 @@ class SensitivityPanel(QWidget):
         self.report = report
         self.plot.clear()
         self.use_button.setEnabled(report is not None)
+        self.mixed_button.setEnabled(report is not None and bool(report.propose_precisions(1.0)))
         if report is None:
             self.proposal.setText("No sweep yet for this variant.")
             return
@@ -73,13 +81,21 @@ class SensitivityPanel(QWidget):
             return
         overrides = self.report.propose_overrides(self._budget())
         keep = self.report.keep_float(self._budget())
+        precisions = self.report.propose_precisions(self._budget())
+        self.mixed_button.setEnabled(bool(precisions))
         self.proposal.setText(
             "<b>Proposed per-layer pruning:</b> "
             + ", ".join(f"{k} {v:.0%}" for k, v in overrides.items())
             + "<br><b>Keep in float when quantizing:</b> "
             + (", ".join(keep) if keep else "none")
+            + "<br><b>Mixed precision:</b> "
+            + (", ".join(f"{k} {v}" for k, v in precisions.items()) or "sweep again to measure int4 weights")
         )
 
     def _use(self) -> None:
         if self.report is not None:
             self.overridesProposed.emit(self.report.propose_overrides(self._budget()))
+
+    def _use_precisions(self) -> None:
+        if self.report is not None:
+            self.precisionsProposed.emit(self.report.propose_precisions(self._budget()))

@@ -12,7 +12,7 @@ from workbench.evaluate import Metrics
 from workbench.pareto import pareto_front
 from workbench.project import Variant
 
-AXES = {"size": "zip size (KiB, log)", "latency": "latency median (ms, this host)"}
+AXES = {"size": "download size (KiB, xz, log)", "latency": "latency median (ms, this host)"}
 
 
 def quality_of(m: Metrics) -> tuple[float | None, str]:
@@ -71,7 +71,7 @@ class TradeoffPlot(QWidget):
     def _x(self, m: Metrics) -> float | None:
         if self.axis.currentData() == "latency":
             return m.latency_ms_median
-        return math.log10(max(m.zip_bytes, 1) / 1024)
+        return math.log10(max(m.download, 1) / 1024)
 
     def refresh(self) -> None:
         latency = self.axis.currentData() == "latency"
@@ -129,7 +129,7 @@ class TradeoffPlot(QWidget):
         quality, label = quality_of(m)
         latency = f"{m.latency_ms_median:.3f} ms" if m.latency_ms_median is not None else "-"
         return (
-            f"{variant.name}\n{steps}\n{label}: {quality:.2f}\nzip size: {m.zip_bytes:,} B "
+            f"{variant.name}\n{steps}\n{label}: {quality:.2f}\ndownload: {m.download:,} B "
             f"(ONNX {m.artifact_bytes:,} B)\nnon-zero params: {m.nonzero_params:,} / {m.params:,}\n"
             f"latency: {latency} (measured on this host)"
         )

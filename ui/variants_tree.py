@@ -41,7 +41,7 @@ class VariantsTree(QTreeWidget):
                     else "-"
                 )
             )
-            size = "-" if m is None else f"{m.zip_bytes / 1024:,.1f} KiB"
+            size = "-" if m is None else f"{m.download / 1024:,.1f} KiB"
             item = QTreeWidgetItem([variant.name, quality, size])
             item.setData(0, Qt.ItemDataRole.UserRole, variant.id)
             item.setToolTip(0, f"{variant.plugin_id or 'baseline'} {variant.params or ''}")

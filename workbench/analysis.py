@@ -111,13 +111,13 @@ def analyze_onnx(proto: onnx.ModelProto, shapes: InputShapes | None, name: str =
 
     notes: list[str] = []
     graph = proto.graph
-    weights = graph_weights(proto)
+    weights, decoders = weights_as_computed(proto)
     tensor_info, runtime_refusal = _infer_tensor_info(proto, shapes, notes)
 
     consumers_seen: set[str] = set()  # a shared weight is counted once, at its first consumer
     layers: list[LayerInfo] = []
     for index, node in enumerate(graph.node):
-        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+        if (node.op_type == "Constant" and node.domain in ("", "ai.onnx")) or index in decoders:
             continue  # its value is a weight, counted where it is used
         weight_names = [n for n in _node_inputs_deep(node) if n in weights and n not in consumers_seen]
         consumers_seen.update(weight_names)
@@ -154,6 +154,16 @@ def analyze_onnx(proto: onnx.ModelProto, shapes: InputShapes | None, name: str =
     if unknown:
         notes.append(f"MACs unknown for {len(unknown)} layer(s) (control flow, recurrent or unknown shapes)")
     return Analysis(name, "onnx", shapes, layers, peak, lower_bound, notes, runtime_refusal)
+
+
+def weights_as_computed(proto: onnx.ModelProto) -> tuple[dict[str, np.ndarray], set[int]]:
+    """The weights layers compute with: stored ones, and packed codes or codebooks decoded, so a layer
+    shows its own params and sparsity; plus the indices of the decoding nodes."""
+    from workbench.weight_codec import decode_weights
+
+    weights = graph_weights(proto)
+    decoded, decoders = decode_weights(proto, weights)
+    return weights | decoded, decoders
 
 
 def graph_weights(proto: onnx.ModelProto) -> dict[str, np.ndarray]:

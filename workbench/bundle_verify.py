@@ -136,7 +136,7 @@ def _baseline(manifest: dict, given: str | Path | None) -> bytes | None:
     if given is not None:
         from workbench.loading import load_model
 
-        return load_model(given, remember_shapes=False).onnx_bytes()
+        return load_model(given, remember_shapes=False).artifact_bytes()
     recorded = manifest.get("baseline") or {}
     path = recorded.get("project_artifact")
     if path and Path(path).is_file():
@@ -148,7 +148,7 @@ def _baseline(manifest: dict, given: str | Path | None) -> bytes | None:
         from workbench.loading import load_model
 
         shapes = ";".join(f"{k}={','.join(map(str, v))}" for k, v in manifest["input_shapes"].items())
-        return load_model(source, input_shapes=shapes, remember_shapes=False).onnx_bytes()
+        return load_model(source, input_shapes=shapes, remember_shapes=False).artifact_bytes()
     return None
 
 

@@ -301,7 +301,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if baseline is not None:
         snr = "identical outputs" if metrics.outputs_identical else f"{metrics.snr_db:.1f} dB"
         print(f"vs baseline  agreement {metrics.agreement:.2%} top-1, output SNR {snr}")
-    print(f"size         {metrics.artifact_bytes:,} B ONNX, {metrics.zip_bytes:,} B zipped")
+    print(
+        f"size         {metrics.artifact_bytes:,} B file, {metrics.download:,} B over-the-air download (xz), "
+        f"{metrics.zip_bytes:,} B zipped"
+    )
     print(f"params       {metrics.params:,} ({metrics.nonzero_params:,} non-zero, sparsity {metrics.sparsity:.1%})")
     print(f"MACs         {metrics.macs:,}" + ("" if metrics.macs_complete else " (some layers unknown)"))
     if metrics.latency_ms_median is not None:
@@ -337,7 +340,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
         result = replay(recipe, model, discover_plugins(), task, model_sha256=source_sha)
     for note in task.notes:
         print(f"note: {note}")
-    data = result.onnx_bytes()
+    data = result.artifact_bytes()
     atomic_write_bytes(output, data)
     digest = sha256_bytes(data)
     print(f"wrote {output} ({len(data):,} B, sha256 {digest[:16]}…)")
@@ -441,7 +444,9 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
         report = sweep(model, dataset, discover_plugins(), samples=args.samples, task=task)
     sparsities = list(report.layers[0].sparsity_quality) if report.layers else []
     print(f"{report.metric} on {report.samples} samples; unmodified model: {report.baseline_quality:.2%}")
-    rows = [["layer (weight)", "params", *[f"{float(s):.0%} sparse" for s in sparsities], "int8 weights"]]
+    rows = [
+        ["layer (weight)", "params", *[f"{float(s):.0%} sparse" for s in sparsities], "int8 weights", "int4 weights"]
+    ]
     for layer in report.layers:
         rows.append(
             [
@@ -449,6 +454,7 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
                 f"{layer.params:,}",
                 *[f"{q:.2%}" for q in layer.sparsity_quality.values()],
                 "-" if layer.int8_quality is None else f"{layer.int8_quality:.2%}",
+                "-" if layer.int4_quality is None else f"{layer.int4_quality:.2%}",
             ]
         )
     print(_table(rows, right=set(range(1, len(rows[0])))))
@@ -458,6 +464,8 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
     )
     keep = report.keep_float(args.budget)
     print("  keep in float      " + (", ".join(keep) if keep else "none (every layer tolerates int8 weights)"))
+    precisions = report.propose_precisions(args.budget)
+    print("  mixed precision    " + ", ".join(f"{k}: {v}" for k, v in precisions.items()))
     return 0
 
 

@@ -128,7 +128,7 @@ def run_demo(
     replayed = replay(Recipe.load(recipe_path), load_model(checkpoint), registry, model_sha256=sha256_file(checkpoint))
     from workbench.fileio import sha256_bytes
 
-    identical = sha256_bytes(replayed.onnx_bytes()) == recipe.result_sha256
+    identical = sha256_bytes(replayed.artifact_bytes()) == recipe.result_sha256
     task.report(1.0, "done")
     return DemoResult(project, project.get(baseline.id), project.get(pruned.id), recipe_path, identical, checkpoint)
 

@@ -94,8 +94,10 @@ class ExportPlan:
 
 
 def variant_precision(proto: onnx.ModelProto) -> Precision:
+    from workbench.weight_codec import narrowest_code_bits
+
     ops = {n.op_type for n in proto.graph.node}
-    if "MatMulNBits" in ops:
+    if "MatMulNBits" in ops or (narrowest_code_bits(proto) or 8) <= 4:
         return "int4"
     if ops & {
         "QuantizeLinear",
@@ -139,7 +141,7 @@ def plan_export(project: Project, variant_id: str, device: DeviceProfile) -> Exp
     analysis = analyze(model.derive(onnx_proto=proto))
     weights = analysis.weight_bytes
     storage = {"fp16": weights // 2, "int8-weights": weights // 4 + 4096, "int8": weights // 4 + 4096}.get(target)
-    storage = storage if storage is not None and target != precision else len(model.onnx_bytes())
+    storage = storage if storage is not None and target != precision else len(model.artifact_bytes())
     activation_scale = {"fp16": 0.5, "int8": 0.25, "int8-weights": 0.25 if device.export.format == "c-header" else 1}
     peak = int(analysis.peak_activation_bytes * activation_scale.get(target, 1.0))
     latency, energy = device.estimate(analysis.macs, target)
@@ -365,7 +367,7 @@ def _onnx_runtime(staging: Path, name: str) -> BundleRuntime:
 
 def _convert(model: Model, plan: ExportPlan, staging: Path, task: Task) -> tuple[list[str], list[str], BundleRuntime]:
     fmt = plan.device.export.format
-    onnx_bytes = model.onnx_bytes()
+    onnx_bytes = model.artifact_bytes()
     not_run: list[str] = []
     if fmt == "onnx":
         atomic_write_bytes(staging / "model.onnx", onnx_bytes)
@@ -381,7 +383,7 @@ def _convert(model: Model, plan: ExportPlan, staging: Path, task: Task) -> tuple
 
             proto = run_plugin(QuantizeFp16(), model, {}, task).to_onnx()
         name = "model_fp16.onnx" if plan.export_precision == "fp16" else "model.onnx"
-        atomic_write_bytes(staging / name, proto.SerializeToString())
+        atomic_write_bytes(staging / name, model.derive(onnx_proto=proto).artifact_bytes())
         flag = "--fp16" if plan.export_precision == "fp16" else "--int8"
         script = (
             f"#!/bin/sh\n# Run on the Jetson: builds a TensorRT engine for this GPU.\n"
@@ -503,8 +505,8 @@ def _measure_artifact(
     shapes = model.concrete_shapes()
     data = evaluation_data(project.dataset, model)
     task.report(0.0, "running the variant for parity")
-    reference = run_batches(make_session(model.onnx_bytes()), data.x, shapes=shapes, max_batch=1)
-    baseline_bytes = project.load_model(project.root.id).onnx_bytes()
+    reference = run_batches(make_session(model.artifact_bytes()), data.x, shapes=shapes, max_batch=1)
+    baseline_bytes = project.load_model(project.root.id).artifact_bytes()
     metrics, outputs = artifact_metrics(
         artifact,
         runtime,
@@ -557,7 +559,7 @@ def _manifest(
     notes: list[str],
     recipe,
 ) -> dict[str, Any]:
-    session = make_session(model.onnx_bytes())
+    session = make_session(model.artifact_bytes())
     files = {}
     for path in sorted(p for p in staging.rglob("*") if p.is_file()):
         data = path.read_bytes()

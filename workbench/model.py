@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     import onnx
     from torch import nn
 
+    from workbench.compaction import NameMap
+
 log = logging.getLogger(__name__)
 
 Dim = int | str | None  # fixed size, symbolic name, or unknown
@@ -82,6 +84,7 @@ class Model:
     source: Path | None = None
     input_shapes: InputShapes | None = None
     _onnx_cache: list = field(default_factory=list, repr=False)  # torch lineage exported once, lazily
+    _artifact_cache: list = field(default_factory=list, repr=False)  # compacted once, lazily
 
     @property
     def formats(self) -> frozenset[Format]:
@@ -108,11 +111,12 @@ class Model:
             changes["torch_module"] = None
             changes.setdefault("arch", None)
         changes["_onnx_cache"] = []
+        changes["_artifact_cache"] = []
         return replace(self, **changes)
 
     def with_input_shapes(self, shapes: InputShapes) -> Model:
         check_shapes_fit(self.inputs, shapes.shapes)
-        return replace(self, input_shapes=shapes, _onnx_cache=[])
+        return replace(self, input_shapes=shapes, _onnx_cache=[], _artifact_cache=[])
 
     def concrete_shapes(self) -> dict[str, tuple[int, ...]]:
         if self.input_shapes is not None:
@@ -145,8 +149,21 @@ class Model:
         return self._onnx_cache[0]
 
     def onnx_bytes(self) -> bytes:
-        """Deterministic serialization, so the same graph always hashes the same."""
+        """Deterministic serialization with the graph's own names, so the same graph always hashes the same."""
         return self.to_onnx().SerializeToString(deterministic=True)
+
+    def artifact(self) -> tuple[bytes, NameMap]:
+        """The file the workbench stores, measures and ships: the graph losslessly compacted (short names,
+        no value_info or default zero points, no duplicate initializers), and the map back to its names."""
+        if not self._artifact_cache:
+            from workbench.compaction import compact
+
+            compacted, names = compact(self.to_onnx())
+            self._artifact_cache.append((compacted.SerializeToString(deterministic=True), names))
+        return self._artifact_cache[0]
+
+    def artifact_bytes(self) -> bytes:
+        return self.artifact()[0]
 
 
 def check_shapes_fit(inputs: Sequence[TensorSpec], shapes: Mapping[str, Sequence[int]]) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from workbench.compaction import NameMap, restore_names
 from workbench.datasets import DatasetRef, evaluation_ref, step_data
 from workbench.errors import ProjectError, describe_exception
 from workbench.evaluate import Metrics
@@ -67,7 +68,8 @@ CREATE TABLE variants (
     inputs_json TEXT NOT NULL,
     metrics_json TEXT,
     created_at REAL NOT NULL,
-    notes_json TEXT
+    notes_json TEXT,
+    names_json TEXT
 );
 """
 
@@ -232,6 +234,8 @@ class Project:
         columns = {str(row[1]) for row in self._rows("PRAGMA table_info(variants)")}
         if "notes_json" not in columns:
             self._write("ALTER TABLE variants ADD COLUMN notes_json TEXT")
+        if "names_json" not in columns:  # artifacts stored before compaction keep their own names
+            self._write("ALTER TABLE variants ADD COLUMN names_json TEXT")
 
     # --- validation -------------------------------------------------------------------------------
     def _validate(self) -> None:
@@ -380,22 +384,25 @@ class Project:
 
         self.get(variant_id)
         row = self._row(
-            "SELECT name, onnx_sha, torch_sha, arch_json, inputs_json FROM variants WHERE id=?", (variant_id,)
+            "SELECT name, onnx_sha, torch_sha, arch_json, inputs_json, names_json FROM variants WHERE id=?",
+            (variant_id,),
         )
         if row is None:
             raise ProjectError(f"no variant '{variant_id}' in this project", self.folder)
-        name, onnx_sha, torch_sha, arch_json, inputs_json = row
+        name, onnx_sha, torch_sha, arch_json, inputs_json, names_json = row
         try:
             specs, shapes = _parse_inputs(inputs_json)
             arch = ArchRef(**json.loads(arch_json)) if torch_sha and arch_json else None
+            names = NameMap.model_validate_json(names_json) if names_json else NameMap()
         except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
             raise ProjectError(f"variant '{variant_id}' is damaged ({_short(exc)})", self.folder) from None
         try:
-            proto = onnx.load_from_string(self._read_artifact(onnx_sha, ".onnx"))
+            # The artifact is compacted; the model the workbench works on has its original names back.
+            proto = restore_names(onnx.load_from_string(self._read_artifact(onnx_sha, ".onnx")), names)
         except (DecodeError, ValueError, RuntimeError) as exc:
             raise ProjectError(f"artifact {onnx_sha}.onnx cannot be read ({_short(exc)})", self.folder) from None
         module = self._load_torch_artifact(torch_sha, arch) if arch is not None else None
-        return Model(
+        model = Model(
             name=str(name),
             inputs=specs,
             onnx_proto=proto,
@@ -404,6 +411,9 @@ class Project:
             source=self.folder / ARTIFACTS / f"{onnx_sha}.onnx",
             input_shapes=shapes,
         )
+        if names_json:  # compaction is idempotent: the stored file is this model's artifact
+            model._artifact_cache.append((self._read_artifact(onnx_sha, ".onnx"), names))
+        return model
 
     def artifact_path(self, variant_id: str) -> Path:
         return self.folder / ARTIFACTS / f"{self.get(variant_id).onnx_sha}.onnx"
@@ -509,7 +519,8 @@ class Project:
         metrics: Metrics | None = None,
         notes: list[str] | None = None,
     ) -> Variant:
-        onnx_sha = self._write_artifact(model.onnx_bytes(), ".onnx")
+        artifact, names = model.artifact()
+        onnx_sha = self._write_artifact(artifact, ".onnx")
         torch_sha, arch_json = None, None
         if model.torch_module is not None and model.arch is not None:
             torch_sha = self._write_artifact(_state_dict_bytes(model), ".pt")
@@ -525,7 +536,8 @@ class Project:
         }
         variant_id = uuid.uuid4().hex[:10]
         self._write(
-            f"INSERT INTO variants ({_COLUMNS}, arch_json, inputs_json) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO variants ({_COLUMNS}, arch_json, inputs_json, names_json) VALUES "
+            "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 variant_id,
                 parent_id,
@@ -540,6 +552,7 @@ class Project:
                 json.dumps(notes or []),
                 arch_json,
                 json.dumps(inputs),
+                names.model_dump_json(),
             ),
         )
         return self.get(variant_id)

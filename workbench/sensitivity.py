@@ -1,8 +1,8 @@
-"""Per-layer sensitivity: quality against sparsity, and against int8 weights, for each layer alone.
+"""Per-layer sensitivity: quality against sparsity, and against int8 and int4 weights, for each layer alone.
 
 Quality is top-1 accuracy when the data has labels, else top-1 agreement with the unmodified model.
 The sweep turns into proposals for an accuracy budget: per-layer pruning ratios (magnitude pruning
-overrides) and the layers to keep in float when quantizing.
+overrides), the layers to keep in float when quantizing, and a precision per layer (mixed precision).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ class LayerSensitivity(BaseModel):
     params: int
     sparsity_quality: dict[str, float] = Field(description="sparsity → quality with only this layer pruned")
     int8_quality: float | None = Field(None, description="quality with only this layer's weights in int8")
+    int4_quality: float | None = Field(None, description="quality with only this layer's weights in int4")
 
 
 class SensitivityReport(BaseModel):
@@ -54,6 +55,19 @@ class SensitivityReport(BaseModel):
             if layer.int8_quality is not None and self.baseline_quality - layer.int8_quality > budget
         ]
 
+    def propose_precisions(self, budget: float) -> dict[str, str]:
+        """Per layer (node): int4 where its int4 weights alone cost at most ``budget``, else int8 where
+        int8 does, else float. Layers not swept are left out (the plugin's default applies)."""
+        proposal = {}
+        for layer in self.layers:
+            if layer.int4_quality is not None and self.baseline_quality - layer.int4_quality <= budget:
+                proposal[layer.node] = "int4"
+            elif layer.int8_quality is not None and self.baseline_quality - layer.int8_quality <= budget:
+                proposal[layer.node] = "int8"
+            elif layer.int8_quality is not None:
+                proposal[layer.node] = "float"
+        return proposal
+
     def most_sensitive_int8(self, count: int) -> list[str]:
         measured = [layer for layer in self.layers if layer.int8_quality is not None]
         return [layer.node for layer in sorted(measured, key=lambda layer: layer.int8_quality)[:count]]
@@ -66,6 +80,7 @@ def sweep(
     *,
     sparsities: Sequence[float] = DEFAULT_SPARSITIES,
     include_int8: bool = True,
+    include_int4: bool = True,
     samples: int = 256,
     task: Task | None = None,
 ) -> SensitivityReport:
@@ -84,8 +99,9 @@ def sweep(
     layers = _prunable_layers(onnx_model)
     prune = registry.get("magnitude_prune")
     quantize = registry.get("quantize_int8") if include_int8 and "quantize_int8" in registry.plugins else None
+    int4 = registry.get("quantize_int4") if include_int4 and "quantize_int4" in registry.plugins else None
     results = []
-    steps = max(len(layers) * (len(sparsities) + (1 if quantize else 0)), 1)
+    steps = max(len(layers) * (len(sparsities) + (1 if quantize else 0) + (1 if int4 else 0)), 1)
     done = 0
     all_nodes = [n.name for n in onnx_model.to_onnx().graph.node]
     for weight, node, params in layers:
@@ -104,8 +120,21 @@ def sweep(
             )
             int8_quality = quality(quantized)
             done += 1
+        int4_quality = None
+        if int4 is not None:
+            task.report(done / steps, f"{node}: int4 weights")
+            others = [n for n in all_nodes if n != node]
+            int4_quality = quality(run_plugin(int4, onnx_model, {"exclude": others}))
+            done += 1
         results.append(
-            LayerSensitivity(weight=weight, node=node, params=params, sparsity_quality=curve, int8_quality=int8_quality)
+            LayerSensitivity(
+                weight=weight,
+                node=node,
+                params=params,
+                sparsity_quality=curve,
+                int8_quality=int8_quality,
+                int4_quality=int4_quality,
+            )
         )
     task.report(1.0, "sensitivity sweep done")
     return SensitivityReport(

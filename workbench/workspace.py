@@ -353,7 +353,7 @@ class Workspace:
 
     def layer_weights(self, layer_index: int) -> Any:
         """The first weight tensor of a layer in the current analysis, as a numpy array (or None)."""
-        from workbench.analysis import graph_weights
+        from workbench.analysis import weights_as_computed
 
         layer = self.analysis().layers[layer_index]
         if not layer.weight_names:
@@ -363,7 +363,7 @@ class Workspace:
             state = model.torch_module.state_dict()
             tensor = state.get(layer.weight_names[0])
             return None if tensor is None else tensor.detach().numpy()
-        return graph_weights(model.to_onnx()).get(layer.weight_names[0])
+        return weights_as_computed(model.to_onnx())[0].get(layer.weight_names[0])
 
     def open_demo(self, task: Task | None = None, folder: Path | None = None) -> Project:
         """The first-start experience: the trained LeNet-5 demo on the MNIST sample's test split."""

@@ -94,7 +94,7 @@ def test_the_graph_tab_shows_a_private_copy(qtbot, tmp_path):
     model.write_bytes(b"bytes of the model")
     view = GraphView(use_webengine=False)
     qtbot.addWidget(view)
-    view.show_model(model)
+    view.show_model(model.read_bytes())  # the window passes the variant's bytes, never a path to re-read
     model.write_bytes(b"changed on disk afterwards")
     token = view.url.rstrip("/").rsplit("/", 1)[-1]
     assert view.url.startswith("http://127.0.0.1:") and len(token) >= 32
