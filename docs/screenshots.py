@@ -76,6 +76,17 @@ def main() -> None:
     window.refresh()
     app.processEvents()
     window.grab().save(str(out / "5-notes.png"))
+
+    # The sensitivity tab on the baseline: curves, and the per-layer precisions one click applies.
+    window.select_variant(window.ws.project.root.id)
+    window.tabs.setCurrentWidget(window.sensitivity)
+    window.run_sensitivity()
+    wait_for(app, lambda: not window.jobs.busy and window.sensitivity.report is not None, 300)
+    window.sensitivity.budget.setValue(0.5)
+    app.processEvents()
+    window.grab().save(str(out / "6-sensitivity.png"))
+    window.sensitivity.mixed_button.click()
+    wait_for(app, lambda: not window.jobs.busy, 300)
     window.close()
     print(f"wrote {', '.join(sorted(p.name for p in out.glob('*.png')))} to {out}")
 

@@ -24,10 +24,11 @@ class MagnitudePruneParams(PluginParams):
     sparsity: float = Field(
         0.5, ge=0.0, le=0.99, description="Fraction of weights set to zero (0 keeps all, 0.99 keeps 1 %)."
     )
-    scope: Literal["global", "per_layer"] = Field(
+    scope: Literal["global", "per_layer", "sensitivity"] = Field(
         "global",
         description="global: one magnitude threshold across all layers (small layers may lose less); "
-        "per_layer: every layer loses the same fraction.",
+        "per_layer: every layer loses the same fraction; sensitivity: per-layer ratios that reach the target "
+        "where a sweep on the calibration split says pruning costs least",
     )
     pattern: Literal["unstructured", "2:4", "4:8"] = Field(
         "unstructured",
@@ -47,6 +48,12 @@ class MagnitudePruneParams(PluginParams):
         ge=0,
         le=20,
         description="epochs of fine-tuning on labelled data after each step (torch models); pruned weights stay zero",
+    )
+    final_fine_tune_epochs: int = Field(0, ge=0, le=50, description="extra epochs after the last step")
+    fine_tune_lr: float = Field(5e-4, ge=1e-5, le=0.1, description="peak learning rate of each fine-tuning (Adam)")
+    fine_tune_batch: Literal[16, 32, 64, 128] = Field(64, description="fine-tuning batch size")
+    distill: bool = Field(
+        False, description="fine-tune towards the unpruned model's outputs as well as the labels (distillation)"
     )
     overrides: dict[str, float] = Field(
         default_factory=dict,
@@ -85,8 +92,10 @@ class MagnitudePrune(Plugin):
             for name, leaf in module.named_modules()
             if isinstance(leaf, (nn.modules.conv._ConvNd, nn.Linear)) and getattr(leaf, "weight", None) is not None
         }
-        tuning = params.fine_tune_epochs > 0
+        tuning = params.fine_tune_epochs + params.final_fine_tune_epochs > 0
         data = task.data("train", "fine-tuning between pruning steps", labels=True) if tuning else None
+        teacher = _logits(module, data.x) if data is not None and params.distill else None
+        params = _with_sensitivity_ratios(model, params, task, set(targets))
         for step in range(1, params.iterations + 1):
             fraction = schedule_fraction(step, params.iterations, params.schedule)  # of the target, overrides too
             scaled = params.model_copy(
@@ -94,6 +103,7 @@ class MagnitudePrune(Plugin):
                     "sparsity": params.sparsity * fraction,
                     "iterations": 1,
                     "fine_tune_epochs": 0,
+                    "scope": "global" if params.scope == "sensitivity" else params.scope,
                     "overrides": {k: v * fraction for k, v in params.overrides.items()},
                 }
             )
@@ -104,15 +114,18 @@ class MagnitudePrune(Plugin):
             with torch.no_grad():
                 for name, mask in masks.items():
                     targets[name].mul_(torch.from_numpy(mask.astype(np.float32)))
-            if data is not None:
+            epochs = params.fine_tune_epochs + (params.final_fine_tune_epochs if step == params.iterations else 0)
+            if data is not None and epochs:
                 from workbench.training import train
 
                 train(
                     module,
                     data.x,
                     labels=data.y,
-                    epochs=params.fine_tune_epochs,
-                    lr=5e-4,
+                    teacher_logits=teacher,
+                    epochs=epochs,
+                    lr=params.fine_tune_lr,
+                    batch_size=params.fine_tune_batch,
                     seed=step,
                     task=task.sub((step - 0.5) / params.iterations, step / params.iterations),
                     keep_zero=masks,
@@ -126,12 +139,50 @@ class MagnitudePrune(Plugin):
         constants_to_initializers(proto)
         initializers = {init.name: init for init in proto.graph.initializer}
         names = _prunable_onnx_weights(proto, set(initializers))
+        params = _with_sensitivity_ratios(model, params, task, set(names))
+        params = params.model_copy(update={"scope": "global" if params.scope == "sensitivity" else params.scope})
         arrays = {name: numpy_helper.to_array(initializers[name]) for name in names}
         masks = magnitude_masks(arrays, params, task)
         for name, mask in masks.items():
             pruned = np.where(mask, arrays[name], np.zeros((), dtype=arrays[name].dtype))
             initializers[name].CopyFrom(numpy_helper.from_array(pruned, name))
         return model.derive(onnx_proto=proto)
+
+
+def _logits(module, x: np.ndarray) -> np.ndarray:
+    import torch
+
+    module.eval()
+    with torch.no_grad():
+        return torch.cat([module(torch.from_numpy(x[i : i + 256])) for i in range(0, len(x), 256)]).numpy()
+
+
+SENSITIVITY_LEVELS = (0.5, 0.75, 0.9, 0.95, 0.98, 0.99)
+
+
+def _with_sensitivity_ratios(
+    model: Model, params: MagnitudePruneParams, task: Task, weights: set[str]
+) -> MagnitudePruneParams:
+    """For ``scope="sensitivity"``: per-layer ratios from a sweep on the calibration split that reach the
+    target sparsity; explicit overrides still win."""
+    if params.scope != "sensitivity" or params.pattern != "unstructured":
+        return params
+    from workbench.plugin import discover_plugins
+    from workbench.sensitivity import sweep
+
+    data = task.data("calibration", "per-layer pruning ratios from sensitivity (scope: sensitivity)")
+    onnx_model = model.derive(onnx_proto=model.to_onnx())
+    report = sweep(
+        onnx_model, data, discover_plugins(), sparsities=SENSITIVITY_LEVELS, include_int8=False, include_int4=False
+    )
+    ratios = {k: v for k, v in report.allocate_sparsity(params.sparsity).items() if k in weights}
+    if not ratios:
+        raise PluginError("the sensitivity sweep found none of this model's prunable weights by name")
+    task.note(
+        "per-layer sparsity from sensitivity (calibration split): "
+        + ", ".join(f"{k} {v:.1%}" for k, v in ratios.items())
+    )
+    return params.model_copy(update={"overrides": ratios | params.overrides})
 
 
 def schedule_fraction(step: int, steps: int, schedule: str) -> float:

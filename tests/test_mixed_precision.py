@@ -78,3 +78,44 @@ def test_the_cubic_schedule_prunes_early_and_reaches_the_target_exactly(demo_che
     weights = [p.detach().numpy() for n, p in pruned.torch_module.named_parameters() if n.endswith("weight")]
     zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.size for w in weights)
     assert zeros == pytest.approx(0.9, abs=0.001) and len(losses) == 3 and all(np.isfinite(losses))
+
+
+def test_sensitivity_allocation_reaches_the_target_where_pruning_costs_least():
+    from workbench.sensitivity import LayerSensitivity, SensitivityReport
+
+    def layer(name, params, curve):
+        return LayerSensitivity(weight=name, node=name, params=params, sparsity_quality=curve)
+
+    levels = ("0.5", "0.9", "0.99")
+    report = SensitivityReport(
+        metric="accuracy",
+        baseline_quality=0.95,
+        samples=256,
+        layers=[
+            layer("robust", 9000, dict(zip(levels, (0.95, 0.94, 0.90), strict=True))),
+            layer("fragile", 1000, dict(zip(levels, (0.93, 0.60, 0.20), strict=True))),
+        ],
+    )
+    ratios = report.allocate_sparsity(0.9)
+    assert (ratios["robust"] * 9000 + ratios["fragile"] * 1000) / 10000 == pytest.approx(0.9)
+    assert ratios["robust"] > 0.9 and ratios["fragile"] <= 0.5
+
+
+def test_codebook_fine_tuning_keeps_zeros_and_at_most_k_entries(demo_checkpoint):
+    from workbench.analysis import weights_as_computed
+
+    train = load_dataset(mnist_sample_ref("train", limit=512))
+    plugins = discover_plugins()
+    pruned = run_plugin(plugins.get("magnitude_prune"), load_model(demo_checkpoint), {"sparsity": 0.9}, Task())
+    zeros = {n: p.detach().numpy() == 0 for n, p in pruned.torch_module.named_parameters() if n.endswith("weight")}
+    params = {"clusters": 8, "biases": True, "fine_tune_epochs": 1}
+    tuned = run_plugin(plugins.get("weight_sharing"), pruned, params, Task(train=train))
+    plain = run_plugin(plugins.get("weight_sharing"), pruned, {"clusters": 8, "biases": True}, Task())
+    decoded, plain_decoded = weights_as_computed(tuned.to_onnx())[0], weights_as_computed(plain.to_onnx())[0]
+    for name, mask in zeros.items():
+        assert np.all(decoded[name][mask] == 0) and len(np.unique(decoded[name])) <= 8
+    assert len(np.unique(decoded["1.1.bias"])) <= 8  # biases share a codebook too
+    assert any(not np.array_equal(decoded[n], plain_decoded[n]) for n in zeros)  # training moved the entries
+    with pytest.raises(PluginError, match="torch lineage"):
+        onnx_only = pruned.derive(onnx_proto=pruned.to_onnx())
+        run_plugin(plugins.get("weight_sharing"), onnx_only, params, Task(train=train))

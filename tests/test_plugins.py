@@ -20,7 +20,7 @@ def test_builtin_plugin_is_registered_through_the_entry_point():
     assert plugin.kind == PluginKind.PRUNE and plugin.formats == {"torch", "onnx"}
     schema = plugin.schema()["properties"]
     assert schema["sparsity"]["minimum"] == 0.0 and schema["sparsity"]["maximum"] == 0.99
-    assert schema["scope"]["enum"] == ["global", "per_layer"] and schema["sparsity"]["description"]
+    assert schema["scope"]["enum"] == ["global", "per_layer", "sensitivity"] and schema["sparsity"]["description"]
 
 
 def test_third_party_plugin_loads_and_broken_one_is_skipped(tmp_path, monkeypatch):

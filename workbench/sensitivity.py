@@ -47,6 +47,40 @@ class SensitivityReport(BaseModel):
             proposal[layer.weight] = max(allowed, default=0.0)
         return proposal
 
+    def allocate_sparsity(self, target: float) -> dict[str, float]:
+        """Per-layer ratios whose weighted mean is ``target``: greedily raise the layer whose next swept
+        level costs the least quality per weight removed (the most redundant layers go furthest)."""
+        levels = {
+            layer.weight: [
+                (0.0, self.baseline_quality),
+                *sorted((float(s), q) for s, q in layer.sparsity_quality.items()),
+            ]
+            for layer in self.layers
+        }
+        sizes = {layer.weight: layer.params for layer in self.layers}
+        position = dict.fromkeys(levels, 0)
+        needed = target * sum(sizes.values())
+        last = None
+
+        def removed() -> float:
+            return sum(levels[w][position[w]][0] * sizes[w] for w in levels)
+
+        while removed() < needed:
+            options = []
+            for weight, curve in levels.items():
+                if position[weight] + 1 < len(curve):
+                    (s0, q0), (s1, q1) = curve[position[weight]], curve[position[weight] + 1]
+                    options.append(((q0 - q1) / ((s1 - s0) * sizes[weight]), weight))
+            if not options:
+                break
+            last = min(options)[1]
+            position[last] += 1
+        ratios = {w: levels[w][position[w]][0] for w in levels}
+        overshoot = removed() - needed
+        if overshoot > 0 and last is not None:  # take the last raise back in part: the mean is the target
+            ratios[last] = max(0.0, ratios[last] - overshoot / sizes[last])
+        return ratios
+
     def keep_float(self, budget: float) -> list[str]:
         """Nodes whose int8 weights alone cost more than ``budget``: keep them in float."""
         return [

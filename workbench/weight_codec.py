@@ -76,6 +76,23 @@ def weight_slots(proto: onnx.ModelProto, exclude: set[str] | frozenset[str] = fr
     return list(slots.values())
 
 
+def bias_slots(proto: onnx.ModelProto, exclude: set[str] | frozenset[str] = frozenset()) -> list[WeightSlot]:
+    """The float32 bias vectors (input 2) of Conv, ConvTranspose and Gemm nodes."""
+    from onnx import TensorProto
+
+    initializers = {init.name: init for init in proto.graph.initializer}
+    slots: dict[str, WeightSlot] = {}
+    for node in proto.graph.node:
+        if node.op_type not in ("Conv", "ConvTranspose", "Gemm") or len(node.input) < 3:
+            continue
+        init = initializers.get(node.input[2])
+        if init is None or init.data_type != TensorProto.FLOAT or len(init.dims) != 1 or init.name in slots:
+            continue
+        if node.name not in exclude and init.name not in exclude:
+            slots[init.name] = WeightSlot(init.name, node.name, node.op_type, 0, tuple(init.dims))
+    return list(slots.values())
+
+
 def weight_array(proto: onnx.ModelProto, name: str) -> np.ndarray:
     from onnx import numpy_helper
 
