@@ -48,6 +48,10 @@ def plain_ort(proto, mode: str, calibration):
 
 ROUTES = {
     "workbench int8 weight-only (per-channel)": ("quantize_int8", {"mode": "weight_only"}),
+    "workbench int8 weight-only, fp16 scales/biases": (
+        "quantize_int8",
+        {"mode": "weight_only", "half_scales_and_biases": True},
+    ),
     "workbench int8 static QDQ (per-channel)": ("quantize_int8", {"mode": "static"}),
     "workbench int4 weight-only (blocked 32)": ("quantize_int4", {}),
     "workbench mixed int4/int8 (0.5 pt budget)": ("mixed_precision", {"budget": 0.5}),
@@ -130,10 +134,14 @@ def main() -> int:
         print("\ngoal: no workbench route is >= 3.5x smaller at >= 99 % agreement: NOT met")
         return 1
     label, m = best
-    verdict = "met" if m.latency_ratio <= 1.0 else "NOT met"
+    verdict = "met" if m.latency_ratio <= 1.0 else "NOT met (by the latency ratio)"
     print(
         f"\ngoal: >= 3.5x smaller, latency ratio <= 1.0, >= 99 % agreement: {label}: "
         f"{base_bytes / m.artifact_bytes:.2f}x, {m.latency_ratio:.3f}x, {m.agreement:.2%} -> {verdict}"
+    )
+    print(
+        "note: weight-only variants fold to the fp32 compute graph when the session starts, so their latency "
+        "ratio is 1.00 give or take this run's noise"
     )
     return 0
 

@@ -23,6 +23,8 @@ VARIANTS = {
     "int8 static QOperator": ("quantize_int8", {"mode": "static", "quant_format": "QOperator"}),
     "int8 weight-only": ("quantize_int8", {"mode": "weight_only"}),
     "int4": ("quantize_int4", {}),
+    "shared 16 (uint4 codebook)": ("weight_sharing", {"clusters": 16}),
+    "ternary (int2)": ("low_bit_weights", {"bits": 2}),
 }
 FIX_WORDS = ("export", "quantize", "install", "prune", "lower", "use ")
 

@@ -57,8 +57,9 @@ def test_a_budget_proposes_precisions_from_the_calibration_split(lenet):
     mixed = run_plugin(discover_plugins().get("mixed_precision"), lenet, {"budget": 1.0}, task)
     assert any("proposed for a 1 pt budget" in note for note in task.notes)
     stored = _stored_types(mixed)
-    weights = [name for name in stored if name.endswith(".weight")]
-    assert sum(stored[name] == TensorProto.INT4 for name in weights) == list(generous.values()).count("int4")
+    assert any(stored[name] == TensorProto.INT4 for name in stored if name.endswith(".weight"))
+    # the layers were checked together: the joint agreement on the calibration split is within the budget
+    assert measure(mixed, baseline=lenet, dataset=calibration, runs=0).agreement >= 0.99
 
 
 def test_a_proposal_needs_calibration_data_never_random_inputs(lenet):

@@ -142,3 +142,19 @@ def _decoded(model) -> dict[str, np.ndarray]:
 
 def load_model_from_bytes(data: bytes, like):
     return like.derive(onnx_proto=onnx.load_from_string(data))
+
+
+def test_half_precision_scales_and_biases_shrink_the_file_within_fp16_rounding(setup):
+    baseline, _pruned, data = setup
+    plugin = discover_plugins().get("quantize_int8")
+    full = run_plugin(plugin, baseline, {"mode": "weight_only", "simplify_first": False}, Task())
+    task = Task()
+    params = {"mode": "weight_only", "simplify_first": False, "half_scales_and_biases": True}
+    half = run_plugin(plugin, baseline, params, task)
+    proto = half.to_onnx()
+    assert sum(i.data_type == TensorProto.FLOAT16 for i in proto.graph.initializer) == 10  # 5 scales, 5 biases
+    assert len(half.artifact_bytes()) < len(full.artifact_bytes()) and "float16" in task.notes[-1]
+    np.testing.assert_allclose(
+        _run(half.artifact_bytes(), data.x[:32]), _run(full.artifact_bytes(), data.x[:32]), atol=2e-2
+    )
+    assert measure(half, baseline=baseline, dataset=data, runs=0).agreement >= 0.99

@@ -233,7 +233,7 @@ class MainWindow(QMainWindow):
         self.tabs.currentChanged.connect(lambda _i: self._sync_graph())
         self.sensitivity.runRequested.connect(self.run_sensitivity)
         self.sensitivity.overridesProposed.connect(self._use_overrides)
-        self.sensitivity.precisionsProposed.connect(self._apply_precisions)
+        self.sensitivity.mixedPrecisionRequested.connect(self._apply_mixed_precision)
         self.preview_timer = QTimer(self)
         self.preview_timer.setSingleShot(True)
         self.preview_timer.setInterval(PREVIEW_DEBOUNCE_MS)
@@ -471,14 +471,15 @@ class MainWindow(QMainWindow):
             self.form.set_extra("overrides", overrides)
             self.status_text.setText(f"Per-layer overrides from the sweep: {len(overrides)} layers")
 
-    def _apply_precisions(self, layers: dict) -> None:
-        """One click: the sweep's precision per layer becomes a mixed-precision step."""
+    def _apply_mixed_precision(self, budget: float) -> None:
+        """One click: a mixed-precision step for the sensitivity tab's budget (the plugin proposes the
+        layers on the calibration split and checks them together)."""
         index = self.plugin_combo.findData("mixed_precision")
-        if index < 0 or self.form is None:
+        if index < 0:
             return
         self.plugin_combo.setCurrentIndex(index)
         if self.form is not None:
-            self.form.set_extra("layers", layers)
+            self.form.set_extra("budget", budget)
             self.apply_step()
 
     # --- selection --------------------------------------------------------------------------------

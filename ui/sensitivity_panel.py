@@ -14,7 +14,7 @@ from workbench.sensitivity import SensitivityReport
 class SensitivityPanel(QWidget):
     runRequested = Signal()
     overridesProposed = Signal(dict)
-    precisionsProposed = Signal(dict)
+    mixedPrecisionRequested = Signal(float)  # the budget in points
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -35,7 +35,10 @@ class SensitivityPanel(QWidget):
         self.use_button.setEnabled(False)
         self.use_button.clicked.connect(self._use)
         self.mixed_button = QPushButton("Apply mixed precision")
-        self.mixed_button.setToolTip("Store each layer in the precision proposed below (int4 / int8 / float)")
+        self.mixed_button.setToolTip(
+            "int4 for as many layers as the budget allows (least harmful first, checked together on the "
+            "calibration split), int8 for the rest"
+        )
         self.mixed_button.setEnabled(False)
         self.mixed_button.clicked.connect(self._use_precisions)
         self.plot = pg.PlotWidget(background=None)
@@ -61,7 +64,7 @@ class SensitivityPanel(QWidget):
         self.report = report
         self.plot.clear()
         self.use_button.setEnabled(report is not None)
-        self.mixed_button.setEnabled(report is not None and bool(report.propose_precisions(1.0)))
+        self.mixed_button.setEnabled(report is not None)
         if report is None:
             self.proposal.setText("No sweep yet for this variant.")
             return
@@ -82,14 +85,14 @@ class SensitivityPanel(QWidget):
         overrides = self.report.propose_overrides(self._budget())
         keep = self.report.keep_float(self._budget())
         precisions = self.report.propose_precisions(self._budget())
-        self.mixed_button.setEnabled(bool(precisions))
         self.proposal.setText(
             "<b>Proposed per-layer pruning:</b> "
             + ", ".join(f"{k} {v:.0%}" for k, v in overrides.items())
             + "<br><b>Keep in float when quantizing:</b> "
             + (", ".join(keep) if keep else "none")
-            + "<br><b>Mixed precision:</b> "
+            + "<br><b>Mixed precision, each layer alone:</b> "
             + (", ".join(f"{k} {v}" for k, v in precisions.items()) or "sweep again to measure int4 weights")
+            + " (Apply mixed precision checks the layers together)"
         )
 
     def _use(self) -> None:
@@ -97,5 +100,4 @@ class SensitivityPanel(QWidget):
             self.overridesProposed.emit(self.report.propose_overrides(self._budget()))
 
     def _use_precisions(self) -> None:
-        if self.report is not None:
-            self.precisionsProposed.emit(self.report.propose_precisions(self._budget()))
+        self.mixedPrecisionRequested.emit(self.budget.value())
