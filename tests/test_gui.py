@@ -327,3 +327,18 @@ def test_one_click_applies_mixed_precision_for_the_sweeps_budget(qtbot, window, 
     assert current.plugin_id == "mixed_precision", window.notice.message.text()
     assert current.params["budget"] == 1.5 and any("proposed for a 1.5 pt budget" in n for n in current.notes)
     assert current.metrics.artifact_bytes < 0.4 * window.ws.project.root.metrics.artifact_bytes
+
+
+def test_a_rate_spanning_decades_keeps_its_default_and_moves_on_a_log_scale(qtbot):
+    from workbench.ui.params_form import ParamsForm
+
+    from workbench.plugin import discover_plugins
+
+    form = ParamsForm(discover_plugins().get("magnitude_prune").schema())
+    qtbot.addWidget(form)
+    assert form.values()["fine_tune_lr"] == 5e-4  # a linear 1e-3 step would snap it to the minimum
+    slider = form.sliders["fine_tune_lr"]
+    slider.setValue(slider.maximum())
+    assert form.values()["fine_tune_lr"] == pytest.approx(0.1)
+    slider.setValue(slider.maximum() // 2)
+    assert 5e-4 < form.values()["fine_tune_lr"] < 2e-3  # the geometric middle of 1e-5..0.1

@@ -67,15 +67,29 @@ class ParamsForm(QWidget):
             value_label.setMinimumWidth(48)
             value_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
+            # Rates spanning decades (1e-5..0.1) move on a log scale, or small defaults would snap to the minimum.
+            logarithmic = not integer and low > 0 and high / low >= 100
+            if logarithmic:
+                steps = 200
+                slider.setRange(0, steps)
+
             def value() -> float | int:
-                raw = low + (high - low) * slider.value() / max(steps, 1)
+                fraction = slider.value() / max(steps, 1)
+                if logarithmic:
+                    return float(f"{low * (high / low) ** fraction:.2g}")
+                raw = low + (high - low) * fraction
                 return round(raw) if integer else round(raw, 4)
 
             def show() -> None:
                 v = value()
-                value_label.setText(str(v) if integer else f"{v:.{min(decimals, 2)}f}")
+                text = f"{v:g}" if logarithmic else f"{v:.{min(decimals, 2)}f}"
+                value_label.setText(str(v) if integer else text)
 
-            slider.setValue(round((float(default if default is not None else low) - low) / (high - low) * steps))
+            start = float(default if default is not None else low)
+            if logarithmic:
+                slider.setValue(round(math.log(start / low) / math.log(high / low) * steps))
+            else:
+                slider.setValue(round((start - low) / (high - low) * steps))
             show()
             slider.valueChanged.connect(lambda _v: (show(), self._emit(commit=not slider.isSliderDown())))
             slider.sliderReleased.connect(lambda: self._emit(commit=True))

@@ -15,7 +15,7 @@ class VariantsTree(QTreeWidget):
 
     def __init__(self) -> None:
         super().__init__()
-        self.setHeaderLabels(["Variant", "Quality", "Zip size"])
+        self.setHeaderLabels(["Variant", "Quality", "Download"])
         self.setColumnWidth(0, 160)
         self.setColumnWidth(1, 64)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
