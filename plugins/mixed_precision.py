@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import Field
 
-from workbench.onnx_prep import check_loads, copy_proto, ensure_opset, simplify, strip_initializer_inputs
+from workbench.onnx_prep import (
+    check_loads,
+    copy_proto,
+    ensure_opset,
+    fuse_hard_swish,
+    simplify,
+    strip_initializer_inputs,
+)
 from workbench.plugin import Plugin, PluginKind, PluginParams, Task
 from workbench.weight_codec import BLOCKED_OPSET, CODE_TYPES, quantize_slot, require_slots, weight_slots
 
@@ -54,7 +61,7 @@ class MixedPrecision(Plugin):
         proto = copy_proto(model.to_onnx())
         strip_initializer_inputs(proto)
         if params.simplify_first:
-            proto = simplify(proto, task.notes)
+            proto = fuse_hard_swish(simplify(proto, task.notes), task.notes)
             model = model.derive(onnx_proto=proto)  # the sweep and the names below see the folded graph
         layers = dict(params.layers)
         if not layers:

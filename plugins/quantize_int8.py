@@ -22,7 +22,15 @@ import numpy as np
 from pydantic import Field
 
 from workbench.errors import PluginError
-from workbench.onnx_prep import check_loads, copy_proto, ensure_opset, infer_shapes, simplify, strip_initializer_inputs
+from workbench.onnx_prep import (
+    check_loads,
+    copy_proto,
+    ensure_opset,
+    fuse_hard_swish,
+    infer_shapes,
+    simplify,
+    strip_initializer_inputs,
+)
 from workbench.plugin import Plugin, PluginKind, PluginParams, Task
 
 if TYPE_CHECKING:
@@ -95,6 +103,7 @@ class QuantizeInt8(Plugin):
             )
         task.report(0.2, f"quantizing ({params.mode})")
         if params.mode == "weight_only":
+            proto = fuse_hard_swish(proto, notes)  # float compute: one kernel instead of four
             result = weight_only_int8(proto, per_channel=params.per_channel, exclude=set(params.exclude))
             if params.half_scales_and_biases:
                 from workbench.weight_codec import half_precision_constants

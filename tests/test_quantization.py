@@ -198,3 +198,20 @@ def test_a_dynamo_exported_model_quantizes(registry, demo_checkpoint, mnist_test
         registry.get("quantize_int8"), dynamo_model, {"mode": "static"}, Task(calibration=calibration)
     )
     assert measure(quantized, baseline=dynamo_model, dataset=mnist_test, runs=0).agreement > 0.97
+
+
+def test_weight_only_int8_fuses_spelled_out_hard_swish(paddle_cls_onnx):
+    from workbench.onnx_prep import fuse_hard_swish
+    from workbench.runtime import make_session
+
+    model = load_model(paddle_cls_onnx, input_shapes="1,3,48,192", remember_shapes=False)
+    notes: list[str] = []
+    fused = fuse_hard_swish(model.to_onnx(), notes)
+    ops = [n.op_type for n in fused.graph.node]
+    assert ops.count("HardSwish") == 18 and "fused 18" in notes[-1]  # PaddleOCR spells out all 18
+    x = np.random.default_rng(0).random((2, 3, 48, 192), dtype=np.float32)
+    want = make_session(model.onnx_bytes()).run(None, {"x": x})[0]
+    got = make_session(fused.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    quantized = run_plugin(discover_plugins().get("quantize_int8"), model, {"mode": "weight_only"})
+    assert sum(n.op_type == "HardSwish" for n in quantized.to_onnx().graph.node) == 18
