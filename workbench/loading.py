@@ -383,6 +383,13 @@ def _load_torchscript(path: Path, *, trust_pickle: bool) -> Model:
 def _load_exported_program(path: Path, *, trust_pickle: bool) -> Model:
     import torch
 
+    if not trust_pickle:
+        # torch.export.load unpickles (weights, example inputs, opaque constants): it runs only on request.
+        raise ModelLoadError(
+            "refused: a torch.export program is unpickled when loaded, which can run code; if you trust this "
+            "file, pass --trust-pickle (or export it to ONNX and open that)",
+            path,
+        )
     try:
         # torch.export.load unpickles with weights_only=False inside (weights, example inputs, opaque
         # constants): the guard refuses any pickle that asks for code, unless the user trusts the file.

@@ -292,7 +292,9 @@ def test_project_artifact_with_a_payload_is_refused(sandbox):
     assert marker.exists(), control.describe()  # the artifact really was a live payload
 
 
-def test_a_clean_torch_export_program_still_loads(sandbox):
+def test_a_clean_torch_export_program_loads_only_when_trusted(sandbox):
     program = sandbox.files / "clean.pt2"
     _linear_program(program)
-    sandbox.assert_succeeded(sandbox.cli("info", program))
+    # torch.export.load unpickles, so even a clean program waits for the user's explicit trust
+    sandbox.assert_refused(sandbox.cli("info", program), program, reason="--trust-pickle")
+    sandbox.assert_succeeded(sandbox.cli("info", program, "--trust-pickle"))
