@@ -71,25 +71,34 @@ def test_labels_that_are_not_class_indices_are_refused(sandbox, mlp_onnx, labels
     unchanged()
 
 
-def _relu_chain(sandbox, path: Path, *, opset: int = 17, duplicate_names: bool = False, ir_version: int = 8) -> Path:
+def _relu_chain(
+    sandbox, path: Path, *, opset: int = 17, duplicate_names: bool = False, custom_op: bool = False
+) -> Path:
+    import onnx
     from onnx import TensorProto, helper
 
-    return sandbox.save_graph(
+    second = (
+        helper.make_node("Mystery", ["a"], ["y"], name="relu2", domain="com.example")
+        if custom_op
+        else helper.make_node("Relu", ["a"], ["y"], name="relu" if duplicate_names else "relu2")
+    )
+    sandbox.save_graph(
         path,
-        [
-            helper.make_node("Relu", ["x"], ["a"], name="relu"),
-            helper.make_node("Relu", ["a"], ["y"], name="relu" if duplicate_names else "relu2"),
-        ],
+        [helper.make_node("Relu", ["x"], ["a"], name="relu"), second],
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
         opset=opset,
-        ir_version=ir_version,
     )
+    if custom_op:  # onnx's checker accepts an unknown domain; onnxruntime has no kernel for it
+        model = onnx.load(path)
+        model.opset_import.append(helper.make_opsetid("com.example", 1))
+        onnx.save(model, path)
+    return path
 
 
 @pytest.mark.parametrize(
     ("kind", "reason"),
-    [("opset-99", "opset"), ("duplicate-node-names", "same node name"), ("ir-version-14", "IR version: 14")],
+    [("opset-99", "opset"), ("duplicate-node-names", "same node name"), ("unknown-op", "com.example:Mystery")],
 )
 def test_models_onnxruntime_refuses_are_refused_and_nothing_is_written(sandbox, kind, reason):
     model = _relu_chain(
@@ -97,7 +106,7 @@ def test_models_onnxruntime_refuses_are_refused_and_nothing_is_written(sandbox, 
         sandbox.files / f"{kind}.onnx",
         opset=99 if kind == "opset-99" else 17,
         duplicate_names=kind == "duplicate-node-names",
-        ir_version=14 if kind == "ir-version-14" else 8,
+        custom_op=kind == "unknown-op",
     )
     recipe = sandbox.files / "recipe.json"
     recipe.write_text(
