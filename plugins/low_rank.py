@@ -15,6 +15,7 @@ from pydantic import Field
 from workbench.errors import PluginError
 from workbench.onnx_prep import check_loads, copy_proto, strip_initializer_inputs
 from workbench.plugin import Plugin, PluginKind, PluginParams, Task
+from workbench.weight_codec import refuse_subgraph_weights, subgraph_weight_slots
 
 if TYPE_CHECKING:
     import onnx
@@ -67,7 +68,11 @@ class LowRank(Plugin):
                 new_nodes.extend(replacement)
                 factorized += 1
         if not factorized:
+            refuse_subgraph_weights(proto, "factorized by low_rank (it rewrites the main graph's layers)")
             raise PluginError("no layer was worth factorizing at these settings (the rank would not save weights)")
+        inside = subgraph_weight_slots(proto)
+        if inside:
+            task.note(f"{len(inside)} weight(s) inside If/Loop/Scan subgraphs are left as they are (not factorized)")
         del proto.graph.node[:]
         proto.graph.node.extend(new_nodes)
         used = {name for node in proto.graph.node for name in node.input}

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from workbench.errors import PluginError
 from workbench.onnx_prep import constants_to_initializers
 from workbench.plugin import Plugin, PluginKind, PluginParams, Task
+from workbench.weight_codec import weight_tensors
 
 if TYPE_CHECKING:
     import onnx
@@ -137,15 +138,15 @@ class MagnitudePrune(Plugin):
 
         proto = model.copy_onnx()
         constants_to_initializers(proto)
-        initializers = {init.name: init for init in proto.graph.initializer}
-        names = _prunable_onnx_weights(proto, set(initializers))
+        stored = weight_tensors(proto)  # initializers and Constant values, inside If/Loop/Scan subgraphs too
+        names = _prunable_onnx_weights(proto, set(stored))
         params = _with_sensitivity_ratios(model, params, task, set(names))
         params = params.model_copy(update={"scope": "global" if params.scope == "sensitivity" else params.scope})
-        arrays = {name: numpy_helper.to_array(initializers[name]) for name in names}
+        arrays = {name: numpy_helper.to_array(stored[name]) for name in names}
         masks = magnitude_masks(arrays, params, task)
         for name, mask in masks.items():
             pruned = np.where(mask, arrays[name], np.zeros((), dtype=arrays[name].dtype))
-            initializers[name].CopyFrom(numpy_helper.from_array(pruned, name))
+            stored[name].CopyFrom(numpy_helper.from_array(pruned, stored[name].name))  # in place, in its graph
         return model.derive(onnx_proto=proto)
 
 
@@ -198,8 +199,10 @@ def _is_eager(module) -> bool:
 
 
 def _prunable_onnx_weights(proto: onnx.ModelProto, initializers: set[str]) -> list[str]:
+    from workbench.analysis import walk_graphs
+
     names = []
-    for node in proto.graph.node:
+    for node in (node for graph in walk_graphs(proto.graph) for node in graph.node):
         index = _PRUNABLE_INPUTS.get(node.op_type)
         if index is not None and len(node.input) > index and node.input[index] in initializers:
             names.append(node.input[index])

@@ -41,7 +41,7 @@ class MixedPrecisionParams(PluginParams):
         0.5,
         ge=0.0,
         le=20.0,
-        description="proposal: how many points of top-1 agreement with the float model (calibration split) "
+        description="proposal: how many points of agreement with the float model (calibration split) "
         "the int4 layers may cost together",
     )
     default: LayerPrecision = Field("int8", description="layers the assignment does not name")
@@ -68,7 +68,7 @@ class MixedPrecision(Plugin):
             layers = self._propose(model, params.budget / 100, params.block_size, task.sub(0.0, 0.7))
             chosen = {p: sum(v == p for v in layers.values()) for p in ("int4", "int8", "float")}
             task.note(
-                f"proposed for a {params.budget:g} pt budget (top-1 agreement on the calibration split): "
+                f"proposed for a {params.budget:g} pt budget (agreement on the calibration split): "
                 + ", ".join(f"{count} layer(s) {p}" for p, count in chosen.items() if count)
             )
         task.report(0.75, "storing the weights")
@@ -84,21 +84,18 @@ class MixedPrecision(Plugin):
         measure: top-1 on a few hundred samples cannot tell most layers apart). Then the longest prefix of
         that ranking whose joint top-1 agreement with the float model stays within the budget is found by
         bisection; the other layers get int8. All on the calibration split."""
-        from workbench.evaluate import runnable_batch, snr_db, top1
-        from workbench.runtime import make_session, run_batches
+        from workbench.evaluate import QualityProbe, snr_db
 
         data = task.data("calibration", "proposing a precision per layer (int4 where it is harmless)")
-        x = data.x[:256]
-        batch = runnable_batch(model)
+        probe = QualityProbe(model, data, samples=256, use_labels=False)  # agreement with the float model
         slots = require_slots(weight_slots(model.to_onnx()), "quantize")
 
         def outputs(layers: dict[str, str]) -> np.ndarray:
             task.check()
             candidate = _stored(model.to_onnx(), layers, "float", block_size)
-            return run_batches(make_session(candidate.SerializeToString()), x, max_batch=batch)
+            return probe.outputs(candidate.SerializeToString())[probe.output]
 
-        reference = run_batches(make_session(model.onnx_bytes()), x, max_batch=batch)
-        expected = top1(reference)
+        reference = probe.reference
         harm = []
         for index, slot in enumerate(slots):
             task.report(0.8 * index / len(slots), f"int4 alone: {slot.node or slot.name}")
@@ -108,7 +105,7 @@ class MixedPrecision(Plugin):
 
         def within_budget(count: int) -> bool:
             layers = dict.fromkeys(ranked, "int8") | dict.fromkeys(ranked[:count], "int4")
-            return float(np.mean(top1(outputs(layers)) == expected)) >= 1.0 - budget
+            return probe.score_outputs(outputs(layers)) >= probe.baseline - budget
 
         low, high = 0, len(ranked)  # bisection for the largest count within the budget
         while low < high:

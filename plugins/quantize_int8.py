@@ -32,13 +32,12 @@ from workbench.onnx_prep import (
     strip_initializer_inputs,
 )
 from workbench.plugin import Plugin, PluginKind, PluginParams, Task
+from workbench.weight_codec import refuse_subgraph_weights
 
 if TYPE_CHECKING:
     import onnx
 
     from workbench.model import Model
-
-_WEIGHT_SLOTS = {"Conv": (1, 0), "ConvTranspose": (1, 1), "Gemm": (1, None), "MatMul": (1, 1)}  # input, channel axis
 
 
 class QuantizeInt8Params(PluginParams):
@@ -110,6 +109,11 @@ class QuantizeInt8(Plugin):
 
                 notes.append(f"{half_precision_constants(result)} scale and bias tensors stored as float16")
         else:
+            refuse_subgraph_weights(
+                proto,
+                f"quantized by int8 {params.mode} (onnxruntime's quantizer leaves subgraphs in float)",
+                "mode weight_only stores them as int8",
+            )
             result = self._ort_quantize(proto, model, params, task, notes)
         task.report(0.9, "checking the result loads in onnxruntime")
         check_loads(result, f"int8 {params.mode} quantization")
@@ -121,7 +125,10 @@ class QuantizeInt8(Plugin):
         from workbench.sensitivity import sweep
 
         data = task.data("calibration", "ranking layers by sensitivity (keep_most_sensitive)")
-        report = sweep(model, data, discover_plugins(), sparsities=(), samples=128, task=task.sub(0.05, 0.2))
+        # ranked by agreement with the float model: any output kind, no labels or charset needed
+        report = sweep(
+            model, data, discover_plugins(), sparsities=(), samples=128, task=task.sub(0.05, 0.2), use_labels=False
+        )
         return report.most_sensitive_int8(count)
 
     def _ort_quantize(
@@ -196,18 +203,20 @@ class _CalibrationReader:
     would set activation ranges no real input has."""
 
     def __init__(self, proto: onnx.ModelProto, model: Model, task: Task, count: int, notes: list[str]) -> None:
-        name = proto.graph.input[0].name
-        shape = next(iter(model.concrete_shapes().values()))
+        from workbench.errors import DatasetError
+        from workbench.evaluate import check_dataset_fits
+        from workbench.feeds import calibration_feeds
+
         purpose = "static int8 (it calibrates activation ranges; dynamic and weight-only int8 need no data)"
         dataset = task.data("calibration", purpose)
-        if tuple(dataset.x.shape[1:]) != tuple(shape[1:]):
-            raise PluginError(
-                f"calibration samples are {list(dataset.x.shape[1:])} but the model takes {list(shape[1:])}: "
-                "adjust the data's preprocessing"
-            )
-        samples = dataset.x[:count]
-        notes.append(f"calibrated on {len(samples)} samples of {dataset.ref.describe()}")
-        self._feeds = iter([{name: sample[None]} for sample in samples])
+        try:
+            check_dataset_fits(dataset, model.concrete_shapes(), model.input_spec)
+        except DatasetError as exc:
+            raise PluginError(f"calibration data does not fit the model: {exc.reason}") from None
+        feeds = calibration_feeds(proto.SerializeToString(), dataset, model.input_spec, count)
+        unit = "frames" if model.input_spec is not None and model.input_spec.streaming else "samples"
+        notes.append(f"calibrated on {len(feeds)} {unit} of {dataset.ref.describe()}")
+        self._feeds = iter(feeds)
         self._task = task
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -219,48 +228,30 @@ class _CalibrationReader:
 
 
 def weight_only_int8(proto: onnx.ModelProto, *, per_channel: bool, exclude: set[str]) -> onnx.ModelProto:
-    """Replace float weights of Conv/Gemm/MatMul by int8 + scale behind a DequantizeLinear node."""
+    """Replace float weights of Conv/Gemm/MatMul (in If/Loop/Scan subgraphs too) by int8 + scale behind a
+    DequantizeLinear node."""
     from onnx import helper, numpy_helper
 
-    initializers = {init.name: init for init in proto.graph.initializer}
-    done: dict[str, str] = {}
-    new_nodes, new_inits, removed = [], [], set()
-    for node in proto.graph.node:
-        slot = _WEIGHT_SLOTS.get(node.op_type)
-        if slot is None or node.name in exclude or len(node.input) <= slot[0]:
-            continue
-        name = node.input[slot[0]]
-        if name in done or name not in initializers:
-            continue
-        weight = numpy_helper.to_array(initializers[name])
-        if weight.dtype != np.float32 or weight.ndim < 2:
-            continue
-        axis = slot[1]
-        if node.op_type == "Gemm":
-            axis = 0 if next((a.i for a in node.attribute if a.name == "transB"), 0) else 1
+    from workbench.weight_codec import replace_weight, weight_array, weight_slots
+
+    slots = weight_slots(proto, exclude)
+    if not slots:
+        raise PluginError("no float Conv/Gemm/MatMul weights to store as int8")
+    for slot in slots:
+        name, axis = slot.name, slot.axis
+        weight = weight_array(proto, name)
         reduce_axes = tuple(i for i in range(weight.ndim) if i != axis) if per_channel else None
         scale = np.abs(weight).max(axis=reduce_axes) / 127.0
         scale = np.where(scale == 0, 1.0, scale).astype(np.float32)
         shaped = scale.reshape([-1 if i == axis else 1 for i in range(weight.ndim)]) if per_channel else scale
         quantized = np.clip(np.round(weight / shaped), -127, 127).astype(np.int8)
         q_name, s_name, z_name = f"{name}_int8", f"{name}_scale", f"{name}_zero"
-        new_inits += [
+        inits = [
             numpy_helper.from_array(quantized, q_name),
             numpy_helper.from_array(np.asarray(scale, dtype=np.float32), s_name),
             numpy_helper.from_array(np.zeros(scale.shape, dtype=np.int8), z_name),
         ]
         attrs = {"axis": axis} if per_channel else {}
-        new_nodes.append(
-            helper.make_node("DequantizeLinear", [q_name, s_name, z_name], [name], name=f"{name}_dq", **attrs)
-        )
-        removed.add(name)
-        done[name] = name
-    if not new_nodes:
-        raise PluginError("no float Conv/Gemm/MatMul weights to store as int8")
-    kept = [init for init in proto.graph.initializer if init.name not in removed]
-    del proto.graph.initializer[:]
-    proto.graph.initializer.extend(kept + new_inits)
-    nodes = new_nodes + list(proto.graph.node)
-    del proto.graph.node[:]
-    proto.graph.node.extend(nodes)
+        node = helper.make_node("DequantizeLinear", [q_name, s_name, z_name], [name], name=f"{name}_dq", **attrs)
+        replace_weight(proto, name, inits, [node])
     return proto

@@ -123,9 +123,13 @@ def test_control_flow_several_inputs_and_int_inputs_mark_unknowns(tmp_path):
     model = load_model(path, input_shapes="x=2,4;flag=;ids=3")
     analysis = analyze(model)
     branch = next(layer for layer in analysis.layers if layer.name == "branch")
-    assert branch.macs is None  # control flow: unknown, not guessed
-    assert branch.params == 16  # the weight used inside the subgraph belongs to the If
-    assert "branch" in analysis.macs_unknown_layers
+    assert branch.macs == 2 * 4 * 4  # the costlier branch (x @ w); the flag is not known here
+    assert branch.params == 0 and analysis.params == 16  # the weight belongs to the MatMul inside the branch
+    assert [(row.op_type, row.branch) for row in analysis.children("branch")] == [
+        ("MatMul", "then_branch"),
+        ("Identity", "else_branch"),
+    ]
+    assert not analysis.macs_unknown_layers
 
 
 def test_shapes_given_for_every_analysis(mlp_onnx):

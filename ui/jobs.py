@@ -10,6 +10,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+import torch  # noqa: F401  # imported on the main thread: torch first imported by a worker crashes the exit
 from PySide6.QtCore import QObject, QThread, Signal
 
 from workbench.errors import Cancelled, WorkbenchError, describe_exception, is_internal_error

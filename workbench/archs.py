@@ -80,21 +80,36 @@ def _generic_kwargs(state: Mapping[str, torch.Tensor]) -> dict[str, Any] | None:
     return {"num_classes": int(weights[-1].shape[0]), "in_channels": int(weights[0].shape[1])}
 
 
-def _register_zoo() -> None:
-    from workbench.zoo import ZOO
+# The zoo's networks by the name of their builder in workbench.zoo, with a default input (C, H, W) and a
+# description. The builders import torch only when called, so opening an ONNX file never loads torch.
+_ZOO = {
+    "mobilenet_v2": ((3, 96, 96), "MobileNetV2 (inverted residuals)"),
+    "mobilenet_v3_small": ((3, 96, 96), "MobileNetV3-small (SE, hard-swish)"),
+    "squeezenet": ((3, 96, 96), "SqueezeNet 1.1-style (fire modules)"),
+    "shufflenet_v2": ((3, 96, 96), "ShuffleNetV2 (channel split + shuffle)"),
+    "efficientnet_lite": ((3, 96, 96), "EfficientNet-Lite0-style (no SE, ReLU6)"),
+    "mobilevit_small": ((3, 64, 64), "small MobileViT-style (conv + transformer blocks)"),
+    "ds_cnn": ((1, 49, 10), "DS-CNN for keyword spotting on MFCCs"),
+}
 
-    for name, (builder, default_shape, description) in ZOO.items():
-        channels, height, width = default_shape
-        ARCHITECTURES[name] = Architecture(
-            name=name,
-            build=builder,
-            default_input_shape=lambda kw, c=channels, h=height, w=width: (1, kw.get("in_channels", c), h, w),
-            infer_kwargs=_generic_kwargs,
-            description=description,
-        )
+
+def _zoo_builder(name: str) -> Callable[..., nn.Module]:
+    def build(**kwargs: Any) -> nn.Module:
+        from workbench import zoo
+
+        return getattr(zoo, name)(**kwargs)
+
+    return build
 
 
-_register_zoo()
+for _name, ((_channels, _height, _width), _description) in _ZOO.items():
+    ARCHITECTURES[_name] = Architecture(
+        name=_name,
+        build=_zoo_builder(_name),
+        default_input_shape=lambda kw, c=_channels, h=_height, w=_width: (1, kw.get("in_channels", c), h, w),
+        infer_kwargs=_generic_kwargs,
+        description=_description,
+    )
 
 
 def get_architecture(name: str) -> Architecture:

@@ -38,8 +38,11 @@ def probe_shapes(
     *,
     budget: int | None = None,
     timeout: float = PROBE_TIMEOUT_S,
+    constants: Mapping[str, tuple[str, Sequence[int], float]] | None = None,
 ) -> ProbeResult:
-    """Run the model once on zeros at ``input_shapes`` and return the shapes of ``names``."""
+    """Run the model once on zeros at ``input_shapes`` (declared ``constants`` -- name: (dtype, shape,
+    value) -- as declared, so an ``If`` on a sample rate takes its real branch) and return the shapes
+    of ``names``."""
     budget = memory_budget(len(model_bytes)) if budget is None else budget
     with tempfile.TemporaryDirectory(prefix="workbench-probe-") as tmp:
         model_path = Path(tmp) / "model.onnx"
@@ -47,6 +50,7 @@ def probe_shapes(
         request = {
             "inputs": {k: list(map(int, v)) for k, v in input_shapes.items()},
             "outputs": list(names),
+            "constants": {k: [str(v[0]), list(map(int, v[1])), float(v[2])] for k, v in (constants or {}).items()},
             "address_space_limit": _INTERPRETER_BYTES + 2 * len(model_bytes) + budget,
         }
         (Path(tmp) / "request.json").write_text(json.dumps(request), encoding="utf-8")
@@ -114,7 +118,13 @@ def _main(folder: str) -> int:
             session = ort.InferenceSession(
                 str(Path(folder) / "model.onnx"), options, providers=["CPUExecutionProvider"]
             )
-        feeds = {i.name: zeros_for(i.type, request["inputs"].get(i.name, ())) for i in session.get_inputs()}
+        constants = request.get("constants", {})
+        feeds = {
+            i.name: np.full(constants[i.name][1], constants[i.name][2], dtype=constants[i.name][0])
+            if i.name in constants
+            else zeros_for(i.type, request["inputs"].get(i.name, ()))
+            for i in session.get_inputs()
+        }
         values = session.run(request["outputs"], feeds)
     except MemoryError:
         return _OUT_OF_MEMORY

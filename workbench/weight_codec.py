@@ -43,23 +43,72 @@ _SLOTS: dict[str, tuple[int, int | None]] = {
 
 @dataclass(frozen=True)
 class WeightSlot:
-    """A float Conv/Gemm/MatMul weight stored as an initializer, and the layer that reads it."""
+    """A float Conv/Gemm/MatMul weight stored in the file (an initializer or a Constant node's value, in the
+    main graph or inside an If/Loop/Scan subgraph), and the layer that reads it."""
 
-    name: str  # the initializer
+    name: str  # the tensor the layer reads
     node: str  # the first node that reads it
     op_type: str
     axis: int  # output-channel axis of the weight
     shape: tuple[int, ...]
 
 
+def weight_tensors(proto: onnx.ModelProto) -> dict[str, onnx.TensorProto]:
+    """Every stored tensor by the name layers read it under: the initializers of every graph, subgraphs
+    included, and Constant nodes' values (exporters that inline If branches keep the weights there).
+    Editing one in place edits the model."""
+    from workbench.analysis import walk_graphs
+
+    found: dict[str, onnx.TensorProto] = {}
+    for graph in walk_graphs(proto.graph):
+        for init in graph.initializer:
+            found.setdefault(init.name, init)
+        for node in graph.node:
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+                value = next((a.t for a in node.attribute if a.name == "value" and a.HasField("t")), None)
+                if value is not None:
+                    found.setdefault(node.output[0], value)
+    return found
+
+
+def _all_nodes(proto: onnx.ModelProto):
+    from workbench.analysis import walk_graphs
+
+    return (node for graph in walk_graphs(proto.graph) for node in graph.node)
+
+
 def weight_slots(proto: onnx.ModelProto, exclude: set[str] | frozenset[str] = frozenset()) -> list[WeightSlot]:
-    """Every float32 weight of 2 or more dimensions a Conv/ConvTranspose/Gemm/MatMul reads; ``exclude``
-    names nodes or weights to leave alone."""
+    """Every float32 weight of 2 or more dimensions a Conv/ConvTranspose/Gemm/MatMul reads, in the main
+    graph and in If/Loop/Scan subgraphs; ``exclude`` names nodes or weights to leave alone."""
+    return _slots(proto, _all_nodes(proto), exclude)
+
+
+def subgraph_weight_slots(proto: onnx.ModelProto) -> list[WeightSlot]:
+    """The weights :func:`weight_slots` finds that layers inside If/Loop/Scan subgraphs read."""
+    from workbench.analysis import walk_graphs
+
+    subgraphs = list(walk_graphs(proto.graph))[1:]
+    return _slots(proto, (node for graph in subgraphs for node in graph.node), frozenset())
+
+
+def refuse_subgraph_weights(proto: onnx.ModelProto, what: str, instead: str = "") -> None:
+    """Refuse, naming the reason, when ``what`` (a plugin that edits the main graph only) would leave
+    weights inside If/Loop/Scan subgraphs as they are while the variant claims a compression."""
+    inside = subgraph_weight_slots(proto)
+    if inside:
+        names = ", ".join(slot.name for slot in inside[:3]) + (", …" if len(inside) > 3 else "")
+        raise PluginError(
+            f"weights inside If/Loop/Scan subgraphs are not {what} ({len(inside)}: {names})"
+            + (f"; {instead}" if instead else "")
+        )
+
+
+def _slots(proto: onnx.ModelProto, nodes, exclude: set[str] | frozenset[str]) -> list[WeightSlot]:
     from onnx import TensorProto
 
-    initializers = {init.name: init for init in proto.graph.initializer}
+    initializers = weight_tensors(proto)
     slots: dict[str, WeightSlot] = {}
-    for node in proto.graph.node:
+    for node in nodes:
         slot = _SLOTS.get(node.op_type)
         if slot is None or len(node.input) <= slot[0]:
             continue
@@ -77,26 +126,28 @@ def weight_slots(proto: onnx.ModelProto, exclude: set[str] | frozenset[str] = fr
 
 
 def bias_slots(proto: onnx.ModelProto, exclude: set[str] | frozenset[str] = frozenset()) -> list[WeightSlot]:
-    """The float32 bias vectors (input 2) of Conv, ConvTranspose and Gemm nodes."""
+    """The float32 bias vectors (input 2) of Conv, ConvTranspose and Gemm nodes, subgraphs included."""
     from onnx import TensorProto
 
-    initializers = {init.name: init for init in proto.graph.initializer}
+    initializers = weight_tensors(proto)
     slots: dict[str, WeightSlot] = {}
-    for node in proto.graph.node:
+    for node in _all_nodes(proto):
         if node.op_type not in ("Conv", "ConvTranspose", "Gemm") or len(node.input) < 3:
             continue
         init = initializers.get(node.input[2])
-        if init is None or init.data_type != TensorProto.FLOAT or len(init.dims) != 1 or init.name in slots:
+        name = node.input[2]
+        if init is None or init.data_type != TensorProto.FLOAT or len(init.dims) != 1 or name in slots:
             continue
-        if node.name not in exclude and init.name not in exclude:
-            slots[init.name] = WeightSlot(init.name, node.name, node.op_type, 0, tuple(init.dims))
+        if node.name not in exclude and name not in exclude:
+            slots[name] = WeightSlot(name, node.name, node.op_type, 0, tuple(init.dims))
     return list(slots.values())
 
 
 def weight_array(proto: onnx.ModelProto, name: str) -> np.ndarray:
     from onnx import numpy_helper
 
-    return numpy_helper.to_array(next(i for i in proto.graph.initializer if i.name == name))
+    found = next((i for i in proto.graph.initializer if i.name == name), None)
+    return numpy_helper.to_array(found if found is not None else weight_tensors(proto)[name])
 
 
 def _as_rows(weight: np.ndarray, axis: int) -> np.ndarray:
@@ -206,7 +257,7 @@ def store_codes(
             inits.append(numpy_helper.from_array(np.asarray(slot.shape, dtype=np.int64), f"{name}_shape"))
             nodes.append(helper.make_node("Reshape", [out, f"{name}_shape"], [name]))
     inits.insert(0, numpy_helper.from_array(np.ascontiguousarray(stored).astype(dtype), f"{name}_q"))
-    _replace_initializer(proto, name, inits, nodes)
+    replace_weight(proto, name, inits, nodes)
 
 
 def store_codebook(
@@ -227,33 +278,52 @@ def store_codebook(
         helper.make_node("Cast", [f"{name}_index"], [f"{name}_index32"], to=TensorProto.INT32),
         helper.make_node("Gather", [f"{name}_codebook", f"{name}_index32"], [name], axis=0),
     ]
-    _replace_initializer(proto, name, inits, nodes)
+    replace_weight(proto, name, inits, nodes)
 
 
 def codebook_opset(clusters: int) -> int:
     return CODEBOOK_UINT4_OPSET if clusters <= 16 else 13
 
 
-def _replace_initializer(proto: onnx.ModelProto, name: str, inits: list, nodes: list) -> None:
-    kept = [init for init in proto.graph.initializer if init.name != name]
-    del proto.graph.initializer[:]
-    proto.graph.initializer.extend(kept + inits)
-    ordered = nodes + list(proto.graph.node)  # constants first: the graph stays topologically sorted
-    del proto.graph.node[:]
-    proto.graph.node.extend(ordered)
+def replace_weight(proto: onnx.ModelProto, name: str, inits: list, nodes: list) -> None:
+    """Replace the stored weight ``name`` (an initializer or a Constant node, in whichever graph holds it)
+    by ``inits`` and the ``nodes`` computing ``name`` from them, placed first in that graph."""
+    from workbench.analysis import walk_graphs
+
+    holder = next(
+        (
+            graph
+            for graph in walk_graphs(proto.graph)
+            if any(i.name == name for i in graph.initializer)
+            or any(n.op_type == "Constant" and name in n.output for n in graph.node)
+        ),
+        proto.graph,
+    )
+    # Removed and inserted in place: rebuilding the lists would copy every weight once per replaced one.
+    for index in reversed([i for i, init in enumerate(holder.initializer) if init.name == name]):
+        del holder.initializer[index]
+    for index in reversed([i for i, n in enumerate(holder.node) if n.op_type == "Constant" and name in n.output]):
+        del holder.node[index]
+    holder.initializer.extend(inits)
+    for node in reversed(nodes):  # first in the graph: it stays topologically sorted
+        holder.node.insert(0, node)
 
 
 def stored_weight_bytes(proto: onnx.ModelProto) -> int:
-    """Bytes of every initializer's payload as stored (packed types count packed)."""
-    return sum(len(init.raw_data) or init.ByteSize() for init in proto.graph.initializer)
+    """Bytes of every initializer's payload as stored (packed types count packed), subgraphs included."""
+    from workbench.analysis import walk_graphs
+
+    return sum(len(i.raw_data) or i.ByteSize() for graph in walk_graphs(proto.graph) for i in graph.initializer)
 
 
 def narrowest_code_bits(proto: onnx.ModelProto) -> int | None:
     """Bits of the narrowest packed integer initializer (INT4/UINT4: 4, INT2/UINT2: 2), if any."""
     from onnx import TensorProto
 
+    from workbench.analysis import walk_graphs
+
     bits = {TensorProto.INT4: 4, TensorProto.UINT4: 4, TensorProto.INT2: 2, TensorProto.UINT2: 2}
-    found = [bits[init.data_type] for init in proto.graph.initializer if init.data_type in bits]
+    found = [bits[i.data_type] for graph in walk_graphs(proto.graph) for i in graph.initializer if i.data_type in bits]
     return min(found) if found else None
 
 
@@ -266,15 +336,17 @@ def require_slots(slots: list[WeightSlot], what: str) -> list[WeightSlot]:
 _DECODERS = frozenset({"DequantizeLinear", "Cast", "Gather", "Reshape"})
 
 
-def decode_weights(proto: onnx.ModelProto, weights: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], set[int]]:
+def decode_weights(proto: onnx.ModelProto, weights: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], set[str]]:
     """The float weights stored codes decode to (DequantizeLinear, codebook Cast + Gather, Reshape fed only
-    by constants), keyed by the tensor a layer reads, and the indices of the decoding nodes."""
+    by constants), in any graph, keyed by the tensor a layer reads; and the decoding nodes' outputs."""
     from onnx import helper
+
+    from workbench.analysis import walk_graphs
 
     known = dict(weights)
     decoded: dict[str, np.ndarray] = {}
-    decoders: set[int] = set()
-    for index, node in enumerate(proto.graph.node):
+    decoders: set[str] = set()
+    for node in (node for graph in walk_graphs(proto.graph) for node in graph.node):
         if node.op_type not in _DECODERS or node.domain not in ("", "ai.onnx"):
             continue
         inputs = [known.get(name) if name else None for name in node.input]
@@ -288,7 +360,7 @@ def decode_weights(proto: onnx.ModelProto, weights: dict[str, np.ndarray]) -> tu
         if value is None:
             continue
         known[node.output[0]] = decoded[node.output[0]] = value
-        decoders.add(index)
+        decoders.add(node.output[0])
     return decoded, decoders
 
 
@@ -326,17 +398,18 @@ def half_precision_constants(proto: onnx.ModelProto) -> int:
     compute is unchanged. Returns how many tensors were halved."""
     from onnx import TensorProto, helper, numpy_helper
 
-    wanted = {n.input[1] for n in proto.graph.node if n.op_type == "DequantizeLinear" and len(n.input) > 1}
-    wanted |= {
-        n.input[2] for n in proto.graph.node if n.op_type in ("Conv", "ConvTranspose", "Gemm") and len(n.input) > 2
-    }
+    from workbench.analysis import walk_graphs
+
+    nodes = list(_all_nodes(proto))
+    wanted = {n.input[1] for n in nodes if n.op_type == "DequantizeLinear" and len(n.input) > 1}
+    wanted |= {n.input[2] for n in nodes if n.op_type in ("Conv", "ConvTranspose", "Gemm") and len(n.input) > 2}
     halved = 0
-    for init in list(proto.graph.initializer):
+    for init in [i for graph in walk_graphs(proto.graph) for i in graph.initializer]:
         if init.name not in wanted or init.data_type != TensorProto.FLOAT:
             continue
         value = numpy_helper.to_array(init)
         small = numpy_helper.from_array(value.astype(np.float16), f"{init.name}_fp16")
         cast = helper.make_node("Cast", [small.name], [init.name], to=TensorProto.FLOAT)
-        _replace_initializer(proto, init.name, [small], [cast])
+        replace_weight(proto, init.name, [small], [cast])
         halved += 1
     return halved

@@ -318,15 +318,3 @@ def ds_cnn(num_classes: int = 12, in_channels: int = 1, width: float = 1.0) -> n
     return nn.Sequential(
         nn.Sequential(*layers), nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes))
     )
-
-
-# name → (builder, default input shape for in_channels, description)
-ZOO = {
-    "mobilenet_v2": (mobilenet_v2, (3, 96, 96), "MobileNetV2 (inverted residuals)"),
-    "mobilenet_v3_small": (mobilenet_v3_small, (3, 96, 96), "MobileNetV3-small (SE, hard-swish)"),
-    "squeezenet": (squeezenet, (3, 96, 96), "SqueezeNet 1.1-style (fire modules)"),
-    "shufflenet_v2": (shufflenet_v2, (3, 96, 96), "ShuffleNetV2 (channel split + shuffle)"),
-    "efficientnet_lite": (efficientnet_lite, (3, 96, 96), "EfficientNet-Lite0-style (no SE, ReLU6)"),
-    "mobilevit_small": (mobilevit_small, (3, 64, 64), "small MobileViT-style (conv + transformer blocks)"),
-    "ds_cnn": (ds_cnn, (1, 49, 10), "DS-CNN for keyword spotting on MFCCs"),
-}
