@@ -11,7 +11,7 @@ from workbench.sensitivity import LayerSensitivity, SensitivityReport, sweep
 def test_sweep_measures_every_prunable_layer(demo_checkpoint):
     data = load_dataset(mnist_sample_ref("test", limit=200))
     report = sweep(load_model(demo_checkpoint), data, discover_plugins(), samples=200)
-    assert report.metric == "accuracy" and report.samples == 200
+    assert report.metric == "top-1 accuracy" and report.samples == 200
     assert [layer.weight for layer in report.layers] == [
         "0.0.weight",
         "0.3.weight",

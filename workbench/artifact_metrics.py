@@ -13,11 +13,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, Field
 
-from workbench.datasets import Dataset, DatasetRef, load_dataset, random_inputs_ref
+from workbench.datasets import Dataset, DatasetRef, load_dataset
 from workbench.errors import DatasetError
-from workbench.evaluate import check_dataset_fits, example_feeds, host_description, interleaved_latency, top1
+from workbench.evaluate import (
+    check_dataset_fits,
+    example_feeds,
+    host_description,
+    interleaved_latency,
+    score_outputs,
+)
+from workbench.feeds import InputSpec, random_inputs_for, run_dataset
+from workbench.metrics import MetricSettings
 from workbench.plugin import Task
-from workbench.runtime import RuntimeSettings, make_session, run_batches, run_session, settings_for
+from workbench.runtime import RuntimeSettings, make_session, run_session, settings_for
 
 if TYPE_CHECKING:
     from workbench.device_export import BundleRuntime
@@ -41,8 +49,14 @@ class ArtifactMetrics(BaseModel):
     artifact_bytes: int = Field(description="bytes of the file(s) the runtime loads")
     dataset: DatasetRef
     samples: int
-    accuracy: float | None = Field(None, description="top-1 accuracy on the evaluation split (None: no labels)")
-    correct: int | None = None
+    accuracy: float | None = Field(
+        None, description="the metric's headline score on the evaluation split (None: no labels)"
+    )
+    correct: int | None = Field(None, description="top-1: samples classified correctly")
+    metric: str | None = Field(None, description="the metric behind accuracy (top1, miou, ctc; None: fidelity only)")
+    scores: dict[str, float] | None = None
+    input_spec: InputSpec | None = Field(None, description="constant and state inputs every run was fed")
+    scoring: MetricSettings | None = None
     agreement_with_variant: float | None = None
     snr_db_vs_variant: float | None = None
     max_abs_diff_vs_variant: float | None = None
@@ -57,15 +71,18 @@ class ArtifactMetrics(BaseModel):
     def describe_lines(self) -> list[str]:
         data = f"{self.samples} samples of {self.dataset.describe()}"
         lines = [f"{self.file} in {self.runtime.describe()}, on {self.host}"]
-        if self.accuracy is not None:
+        if self.accuracy is not None and self.correct is not None:
             lines.append(f"accuracy {self.accuracy:.2%} top-1 ({self.correct} of {data})")
+        elif self.accuracy is not None:
+            extra = ", ".join(f"{k} {v:.2%}" for k, v in (self.scores or {}).items() if k != self.metric)
+            lines.append(f"{self.metric} {self.accuracy:.2%}" + (f" ({extra})" if extra else "") + f" on {data}")
         else:
             lines.append(f"no accuracy: the data has no labels ({data})")
         if self.agreement_with_variant is not None:
             snr = "identical" if self.snr_db_vs_variant is None else f"{self.snr_db_vs_variant:.1f} dB"
             lines.append(
-                f"parity with the variant: {self.agreement_with_variant:.2%} top-1 agreement, output SNR {snr}, "
-                f"max abs difference {self.max_abs_diff_vs_variant:.3g}"
+                f"parity with the variant: {self.agreement_with_variant:.2%} {self.metric or 'cosine'} agreement, "
+                f"output SNR {snr}, max abs difference {self.max_abs_diff_vs_variant:.3g}"
             )
         latency = f"latency {self.latency_ms_median:.3f} ms median (p90 {self.latency_ms_p90:.3f})"
         if self.latency_ratio is not None:
@@ -80,14 +97,13 @@ class ArtifactMetrics(BaseModel):
 
 def evaluation_data(ref: DatasetRef | None, model: Model) -> Dataset:
     """The project's evaluation split; random inputs (stated as such) only when the project has no data."""
-    shapes = model.concrete_shapes()
     if ref is None:
-        name = model.inputs[0].name if model.inputs else None
-        if name is None:
-            raise DatasetError("the model takes no inputs: there is nothing to run it on")
-        return load_dataset(random_inputs_ref(shapes[name]))
+        ref = random_inputs_for(model)
+        if ref is None:
+            raise DatasetError("the model takes no data input: there is nothing to run it on")
+        return load_dataset(ref)
     data = load_dataset(ref)
-    check_dataset_fits(data, shapes)
+    check_dataset_fits(data, model.concrete_shapes(), model.input_spec)
     return data
 
 
@@ -96,12 +112,17 @@ def artifact_files(folder: Path, runtime: BundleRuntime) -> list[Path]:
     return [main, main.with_suffix(".bin")] if runtime.settings.runtime == "openvino" else [main]
 
 
-def timed_runs(sessions: Mapping[str, Any], shapes: Mapping[str, tuple[int, ...]], minimum: int) -> int:
+def timed_runs(
+    sessions: Mapping[str, Any],
+    shapes: Mapping[str, tuple[int, ...]],
+    minimum: int,
+    input_spec: InputSpec | None = None,
+) -> int:
     """Enough runs that each session is timed for about ``TIMING_SECONDS`` (at least ``minimum``)."""
     slowest = 0.0
     rng = np.random.default_rng(0)
     for session in sessions.values():
-        feeds = example_feeds(session, shapes, rng)
+        feeds = example_feeds(session, shapes, rng, input_spec)
         run_session(session, feeds)
         start = time.perf_counter()
         run_session(session, feeds)
@@ -120,20 +141,25 @@ def artifact_metrics(
     baseline: bytes | None,
     runs: int,
     task: Task | None = None,
-) -> tuple[ArtifactMetrics, np.ndarray]:
-    """Accuracy (one sample at a time, so the figure does not depend on batching), size, and latency
-    against the fp32 baseline; returns the metrics and the artifact's outputs."""
+    input_spec: InputSpec | None = None,
+    scoring: MetricSettings | None = None,
+) -> tuple[ArtifactMetrics, dict[str, np.ndarray]]:
+    """The metric's scores (one sample at a time, so the figure does not depend on batching), size, and
+    latency against the fp32 baseline; returns the metrics and the artifact's outputs by name."""
     task = task or Task()
+    scoring = scoring or MetricSettings()
     task.report(0.0, f"evaluating {runtime.file}")
-    outputs = run_batches(artifact, data.x, task.sub(0.0, 0.5), shapes=shapes, max_batch=1)
-    accuracy = correct = None
-    if data.y is not None:
-        correct = int(np.sum(top1(outputs) == data.y))
-        accuracy = correct / len(data)
+    outputs = run_dataset(artifact, data, input_spec, task.sub(0.0, 0.5), max_batch=1)
+    scored = score_outputs(outputs, data.y, None, scoring, input_spec is not None and input_spec.streaming)
+    correct = None
+    if scored.metric == "top1" and scored.accuracy is not None:
+        correct = round(scored.accuracy * len(data))
     task.report(0.5, "timing against the fp32 baseline")
     sessions = {"artifact": artifact} | ({"baseline": make_session(baseline)} if baseline is not None else {})
-    count = timed_runs(sessions, shapes, runs)
-    timed = interleaved_latency(sessions, shapes, runs=count, warmup=max(5, count // 10), task=task.sub(0.5, 1.0))
+    count = timed_runs(sessions, shapes, runs, input_spec)
+    timed = interleaved_latency(
+        sessions, shapes, runs=count, warmup=max(5, count // 10), task=task.sub(0.5, 1.0), input_spec=input_spec
+    )
     median, p90 = timed["artifact"]
     metrics = ArtifactMetrics(
         file=runtime.file,
@@ -142,8 +168,12 @@ def artifact_metrics(
         artifact_bytes=sum(p.stat().st_size for p in artifact_files(folder, runtime)),
         dataset=data.ref,
         samples=len(data),
-        accuracy=accuracy,
+        accuracy=scored.accuracy,
         correct=correct,
+        metric=scored.metric,
+        scores=scored.scores,
+        input_spec=input_spec,
+        scoring=scoring,
         latency_ms_median=median,
         latency_ms_p90=p90,
         latency_runs=count,

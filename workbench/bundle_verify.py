@@ -90,6 +90,8 @@ def verify_bundle(
         baseline=baseline_bytes,
         runs=runs or claimed.latency_runs,
         task=task,
+        input_spec=claimed.input_spec,
+        scoring=claimed.scoring,
     )
     checks.append(
         Check(
@@ -106,15 +108,16 @@ def verify_bundle(
         )
     )
     if claimed.accuracy is not None or measured.accuracy is not None:
-        same = measured.correct == claimed.correct and measured.samples == claimed.samples
-        checks.append(
-            Check(
-                "accuracy",
-                same,
+        if claimed.correct is not None or measured.correct is not None:
+            same = measured.correct == claimed.correct and measured.samples == claimed.samples
+            detail = (
                 f"{_pct(measured.accuracy)} ({measured.correct} correct) here, {_pct(claimed.accuracy)} "
-                f"({claimed.correct} correct) in the manifest",
+                f"({claimed.correct} correct) in the manifest"
             )
-        )
+        else:  # scores other than top-1 are fractions of the same outputs: equal or not
+            same = measured.accuracy == claimed.accuracy and measured.samples == claimed.samples
+            detail = f"{measured.metric} {_pct(measured.accuracy)} here, {_pct(claimed.accuracy)} in the manifest"
+        checks.append(Check("accuracy", same, detail))
     if baseline_bytes is not None and measured.latency_ratio and claimed.latency_ratio:
         drift = measured.latency_ratio / claimed.latency_ratio - 1
         checks.append(

@@ -96,6 +96,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--runs", type=_non_negative, default=50, help="timed runs after 5 warm-up runs (0: none)")
     evaluate.add_argument("--threads", type=_positive, default=1, help="onnxruntime intra-op threads (default 1)")
+    _scoring_args(evaluate)
     _preprocessing_args(evaluate)
     evaluate.set_defaults(handler=_cmd_eval)
 
@@ -132,6 +133,8 @@ def _build_parser() -> argparse.ArgumentParser:
     sens.add_argument("--data", required=True, help="as for eval (labels give accuracy, else agreement)")
     sens.add_argument("--samples", type=_positive, default=256, help="samples evaluated per point")
     sens.add_argument("--budget", type=float, default=0.01, help="allowed quality drop for proposals (0.01 = 1 pt)")
+    _preprocessing_args(sens)
+    _scoring_args(sens)
     sens.set_defaults(handler=_cmd_sensitivity)
 
     export = sub.add_parser("export", help="export a variant for a device: converted, verified, bundled")
@@ -142,6 +145,9 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("--fleet", choices=["greengrass", "azure"], help="also write fleet packaging")
     export.add_argument("--data", help="verification data for a model file (default: the project's, else random)")
     export.add_argument("--input-shape", help="input shape for a model file with dynamic dimensions")
+    _preprocessing_args(export)
+    _input_spec_args(export)
+    _scoring_args(export)
     export.add_argument("--arch", help=argparse.SUPPRESS)
     export.add_argument("--trust-pickle", action="store_true", help=argparse.SUPPRESS)
     export.set_defaults(handler=_cmd_export)
@@ -166,12 +172,46 @@ def _model_args(parser: argparse.ArgumentParser, shapes: bool = True) -> None:
     parser.add_argument("model", metavar="MODEL", help=".onnx, .pt/.pth (TorchScript or state dict) or .pt2")
     if shapes:
         parser.add_argument("--input-shape", help="concrete input shape, e.g. 1,3,224,224 or x=1,3,48,192;y=1,10")
+        _input_spec_args(parser)
     parser.add_argument("--arch", help="built-in architecture of a state-dict checkpoint (default: detect)")
     parser.add_argument(
         "--trust-pickle",
         action="store_true",
         help="allow a pickled nn.Module (this runs code from the file: trusted files only)",
     )
+
+
+def _input_spec_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("inputs the data does not feed (stored with a project's input spec)")
+    group.add_argument(
+        "--const",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE[:DTYPE[:SHAPE]]",
+        help="a constant input, e.g. sr=16000 or state=0:float32:2x1x128 (repeatable)",
+    )
+    group.add_argument(
+        "--state",
+        action="append",
+        default=[],
+        metavar="INPUT=OUTPUT",
+        help="recurrent state: OUTPUT feeds INPUT at the next frame; the data is streamed (repeatable)",
+    )
+    group.add_argument("--frame", type=_positive, help="stream: samples per frame (default: the input's size)")
+    group.add_argument(
+        "--hop",
+        type=_positive,
+        help="stream: samples between frame starts (default: the frame; shorter repeats the last samples as context)",
+    )
+
+
+def _scoring_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("scoring (chosen from the output and labels unless set)")
+    group.add_argument(
+        "--metric", help="top1 (classes), miou (segmentation), ctc (sequences) or fidelity (no labels used)"
+    )
+    group.add_argument("--charset", help="CTC: a text file with one character (or token) per line, blank excluded")
+    group.add_argument("--scored-output", help="the output scored against labels (default: the first)")
 
 
 def _preprocessing_args(parser: argparse.ArgumentParser) -> None:
@@ -194,14 +234,71 @@ def _run_gui(paths: list[str]) -> int:
     return run(paths)
 
 
-def _open_model(args: argparse.Namespace, path: str | None = None):
+def _open_model(args: argparse.Namespace, path: str | None = None, *, announce: bool = True):
     from workbench.loading import load_model
 
-    return load_model(
+    model = load_model(
         path or args.model,
         trust_pickle=args.trust_pickle,
         arch=args.arch,
         input_shapes=getattr(args, "input_shape", None),
+    )
+    return model.with_input_spec(_input_spec(args, model, announce))
+
+
+def _input_spec(args: argparse.Namespace, model, announce: bool = True):
+    """The inputs the data does not feed: as declared on the command line, else as suggested from the
+    model's inputs and outputs (a sample rate, a zero state), said with the output so it is never silent."""
+    from workbench.feeds import InputSpec, parse_constant, suggest_input_spec, with_stream_frame
+
+    consts, states = getattr(args, "const", []) or [], getattr(args, "state", []) or []
+    if not consts and not states:
+        suggested = suggest_input_spec(model.inputs, model.outputs)
+        if suggested.constants or suggested.state:
+            update = {"frame": getattr(args, "frame", None), "hop": getattr(args, "hop", None)}
+            suggested = with_stream_frame(suggested.model_copy(update=update), model)
+            if announce:
+                print(f"inputs       {suggested.describe()} (suggested; set with --const/--state)")
+            return suggested
+        return None
+    constants = dict(parse_constant(text, model.inputs) for text in consts)
+    state = {}
+    for text in states:
+        name, _, output = text.partition("=")
+        if not output:
+            raise WorkbenchError(f"--state takes INPUT=OUTPUT, got '{text[:60]}'")
+        state[name.strip()] = output.strip()
+    for name in state:
+        if name not in constants:
+            spec = next((s for s in model.inputs if s.name == name), None)
+            if spec is None:
+                raise WorkbenchError(f"--state: the model has no input '{name}'")
+            constants[name] = parse_constant(f"{name}=0", model.inputs)[1]  # a state starts at zero
+    frame, hop = getattr(args, "frame", None), getattr(args, "hop", None)
+    return with_stream_frame(InputSpec(constants=constants, state=state, frame=frame, hop=hop), model)
+
+
+def _scoring(args: argparse.Namespace, model):
+    """Metric settings from --metric/--charset/--scored-output, with the charset a model carries."""
+    from workbench.metrics import MetricSettings
+
+    charset, source = (), None
+    if getattr(args, "charset", None):
+        path = Path(args.charset)
+        try:
+            charset = tuple(line.rstrip("\r\n") for line in path.read_text(encoding="utf-8").splitlines())
+        except (OSError, UnicodeDecodeError) as exc:
+            raise WorkbenchError(f"{path}: cannot read the charset ({exc.strerror or exc})") from None
+        source = str(path)
+    elif model.onnx_proto is not None:
+        carried = {p.key: p.value for p in model.onnx_proto.metadata_props}.get("character")
+        if carried:
+            charset, source = tuple(carried.splitlines()), "the model's 'character' metadata"
+    return MetricSettings(
+        metric=getattr(args, "metric", None),
+        output=getattr(args, "scored_output", None),
+        charset=charset,
+        charset_source=source,
     )
 
 
@@ -277,30 +374,46 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from workbench.datasets import DatasetRef, dataset_ref_for_path, load_dataset, split_rule
+    from workbench.datasets import DatasetRef, load_dataset, split_rule
     from workbench.evaluate import measure
 
     model = _open_model(args)
-    baseline = _open_model(args, args.baseline) if args.baseline else None
-    prep = _preprocessing(args)
-    ref = dataset_ref_for_path(args.data, None if args.data == "mnist-sample" else prep).with_split(args.split)
+    baseline = _open_model(args, args.baseline, announce=False) if args.baseline else None
+    ref = _data_ref(args).with_split(args.split)
     if args.limit:
         ref = DatasetRef(**(ref.model_dump() | {"limit": args.limit}))
     dataset = load_dataset(ref)
     with _progress("measuring") as task:
-        metrics = measure(model, baseline=baseline, dataset=dataset, runs=args.runs, threads=args.threads, task=task)
+        metrics = measure(
+            model,
+            baseline=baseline,
+            dataset=dataset,
+            runs=args.runs,
+            threads=args.threads,
+            task=task,
+            scoring=_scoring(args, model),
+        )
     print(f"model        {model.source}")
     print(f"measured on  {metrics.host}")
     print(f"input shapes {model.input_shapes.describe() if model.input_shapes else '?'}")
     print(f"dataset      {dataset.ref.describe()}, {metrics.samples} samples")
     print(f"split        {split_rule(dataset.ref)}")
-    if metrics.accuracy is not None:
-        print(f"accuracy     {metrics.accuracy:.2%} top-1")
-    elif dataset.y is None:
+    if metrics.input_spec is not None:
+        print(f"inputs       {metrics.input_spec.describe()}")
+    print(f"metric       {_metric_line(metrics)}")
+    for name, value in (metrics.scores or {}).items():
+        print(f"{_SCORE_NAMES.get(name, name):12s} {value:.2%}")
+    if metrics.scores is None and dataset.y is None:
         print("accuracy     - (dataset has no labels)")
     if baseline is not None:
-        snr = "identical outputs" if metrics.outputs_identical else f"{metrics.snr_db:.1f} dB"
-        print(f"vs baseline  agreement {metrics.agreement:.2%} top-1, output SNR {snr}")
+        parts = []
+        if metrics.agreement is not None:
+            parts.append(f"agreement {metrics.agreement:.2%} ({_AGREEMENT_NAMES.get(metrics.metric or '', '')})")
+        if metrics.outputs_identical:
+            parts.append("identical outputs")
+        print("vs baseline  " + ", ".join(parts or ["outputs differ"]))
+        for name, fidelity in (metrics.output_fidelity or {}).items():
+            print(f"  output     {name}: {fidelity.describe()}")
     print(
         f"size         {metrics.artifact_bytes:,} B file, {metrics.download:,} B over-the-air download (xz), "
         f"{metrics.zip_bytes:,} B zipped"
@@ -319,6 +432,26 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if metrics.runtime is not None:
         print(f"runtime      {metrics.runtime.describe()}")
     return 0
+
+
+_SCORE_NAMES = {
+    "top1": "top-1",
+    "top5": "top-5",
+    "miou": "mIoU",
+    "pixel_accuracy": "pixel acc.",
+    "ctc": "exact match",
+    "cer": "CER",
+}
+_AGREEMENT_NAMES = {"top1": "top-1", "miou": "per pixel", "ctc": "decoded sequences"}
+
+
+def _metric_line(metrics) -> str:
+    from workbench.metrics import metric_registry
+
+    if metrics.metric is None:
+        return "fidelity per output (no metric fits the output and labels; --metric chooses one)"
+    metric = metric_registry()[metrics.metric]
+    return f"{metric.id}: {metric.description}"
 
 
 def _cmd_apply(args: argparse.Namespace) -> int:
@@ -434,14 +567,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_sensitivity(args: argparse.Namespace) -> int:
-    from workbench.datasets import dataset_ref_for_path, load_dataset
+    from workbench.datasets import evaluation_ref, load_dataset
     from workbench.plugin import discover_plugins
     from workbench.sensitivity import sweep
 
     model = _open_model(args)
-    dataset = load_dataset(dataset_ref_for_path(args.data))
+    dataset = load_dataset(evaluation_ref(_data_ref(args)))  # as the window sweeps: the evaluation split
     with _progress("sweeping") as task:
-        report = sweep(model, dataset, discover_plugins(), samples=args.samples, task=task)
+        report = sweep(
+            model, dataset, discover_plugins(), samples=args.samples, task=task, scoring=_scoring(args, model)
+        )
     sparsities = list(report.layers[0].sparsity_quality) if report.layers else []
     print(f"{report.metric} on {report.samples} samples; unmodified model: {report.baseline_quality:.2%}")
     rows = [
@@ -470,7 +605,6 @@ def _cmd_sensitivity(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from workbench.datasets import dataset_ref_for_path
     from workbench.device_export import export_for_device, plan_export
     from workbench.devices import get_device
     from workbench.fileio import sha256_file
@@ -483,9 +617,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
             project = Project.open(source)
         else:
             model = _open_model(args, str(source))
-            dataset = dataset_ref_for_path(args.data) if args.data else None
+            dataset = _data_ref(args) if args.data else None
             project = Project.create(
-                Path(scratch) / "project", model, dataset=dataset, source_sha256=sha256_file(source)
+                Path(scratch) / "project",
+                model,
+                dataset=dataset,
+                source_sha256=sha256_file(source),
+                scoring=_scoring(args, model),
             )
         with project:
             variant = _pick_variant(project, args.variant)
@@ -666,6 +804,13 @@ def _non_negative(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got '{text}'")
     return value
+
+
+def _data_ref(args: argparse.Namespace):
+    """``--data`` with the preprocessing its options declare (the built-in sample brings its own)."""
+    from workbench.datasets import dataset_ref_for_path
+
+    return dataset_ref_for_path(args.data, None if args.data == "mnist-sample" else _preprocessing(args))
 
 
 def _preprocessing(args: argparse.Namespace):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,7 +21,8 @@ import numpy as np
 from workbench.datasets import split_rule
 from workbench.devices import DeviceProfile, Precision
 from workbench.errors import WorkbenchError, describe_exception
-from workbench.evaluate import snr_db
+from workbench.evaluate import score_outputs
+from workbench.feeds import run_dataset
 from workbench.fileio import (
     atomic_write_bytes,
     atomic_write_text,
@@ -29,6 +31,7 @@ from workbench.fileio import (
     sha256_file,
     staging_dir,
 )
+from workbench.metrics import MetricSettings
 from workbench.plugin import Task
 from workbench.runtime import (
     GRAPH_OPTIMIZATION_LEVELS,
@@ -36,7 +39,6 @@ from workbench.runtime import (
     make_session,
     open_session,
     quiet_stdout,
-    run_batches,
     session_options,
     settings_for,
 )
@@ -490,6 +492,9 @@ def _to_c_header(
 
 
 # --- measuring the artifact ------------------------------------------------------------------------
+_AGREEMENT = {"top1": "top-1 agreement", "miou": "per-pixel agreement", "ctc": "decoded-sequence agreement"}
+
+
 @dataclass
 class ArtifactMeasurement:
     metrics: ArtifactMetrics
@@ -505,7 +510,8 @@ def _measure_artifact(
     shapes = model.concrete_shapes()
     data = evaluation_data(project.dataset, model)
     task.report(0.0, "running the variant for parity")
-    reference = run_batches(make_session(model.artifact_bytes()), data.x, shapes=shapes, max_batch=1)
+    scoring = project.scoring or MetricSettings()
+    reference = run_dataset(make_session(model.artifact_bytes()), data, model.input_spec, max_batch=1)
     baseline_bytes = project.load_model(project.root.id).artifact_bytes()
     metrics, outputs = artifact_metrics(
         artifact,
@@ -516,8 +522,11 @@ def _measure_artifact(
         baseline=baseline_bytes,
         runs=runs,
         task=task.sub(0.1, 1.0),
+        input_spec=model.input_spec,
+        scoring=scoring,
     )
-    parity = _parity(runtime, reference, outputs, plan.export_precision)
+    streamed = model.input_spec is not None and model.input_spec.streaming
+    parity = _parity(runtime, reference, outputs, plan.export_precision, scoring, streamed)
     if not parity["passed"]:
         raise WorkbenchError(f"exported model does not match the variant: {parity['summary']}")
     metrics.agreement_with_variant = parity["agreement"]
@@ -526,10 +535,23 @@ def _measure_artifact(
     return ArtifactMeasurement(metrics, parity)
 
 
-def _parity(runtime: BundleRuntime, reference: np.ndarray, got: np.ndarray, precision: str) -> dict[str, Any]:
+def _parity(
+    runtime: BundleRuntime,
+    reference_outputs: Mapping[str, np.ndarray],
+    got_outputs: Mapping[str, np.ndarray],
+    precision: str,
+    scoring: MetricSettings,
+    streamed: bool = False,
+) -> dict[str, Any]:
+    """The artifact against its variant on the scored output: the metric's agreement (top-1, per pixel,
+    decoded sequences; cosine similarity when no metric fits) and the output SNR."""
+    scored = score_outputs(got_outputs, None, reference_outputs, scoring, streamed)
+    name = scoring.output or next(iter(reference_outputs))
+    reference, got = reference_outputs[name], got_outputs[name]
     count = len(reference)
-    agreement = float(np.mean(got.reshape(count, -1).argmax(1) == reference.reshape(count, -1).argmax(1)))
-    snr = snr_db(reference, got)
+    fidelity = scored.output_fidelity[name] if scored.output_fidelity else None
+    agreement = scored.agreement if scored.agreement is not None else (fidelity.cosine if fidelity else 1.0)
+    snr = scored.snr_db
     min_agreement, min_snr = TOLERANCE.get(precision, TOLERANCE["fp32"])
     passed = agreement >= min_agreement and (snr is None or snr >= min_snr)
     snr_text = "identical" if snr is None else f"{snr:.1f} dB"
@@ -543,7 +565,8 @@ def _parity(runtime: BundleRuntime, reference: np.ndarray, got: np.ndarray, prec
         "max_abs_diff": float(np.max(np.abs(reference.astype(np.float64) - got.astype(np.float64)))),
         "tolerance": {"min_agreement": min_agreement, "min_snr_db": min_snr},
         "passed": passed,
-        "summary": f"{agreement:.2%} top-1 agreement with the variant, output SNR {snr_text}, {count} samples, {where}",
+        "summary": f"{agreement:.2%} {_AGREEMENT.get(scored.metric, 'cosine similarity')} with the variant, output SNR "
+        f"{snr_text}, {count} samples, {where}",
     }
 
 
@@ -579,6 +602,8 @@ def _manifest(
         "preprocessing": dataset.preprocessing.model_dump(mode="json") if dataset else None,
         "dataset": dataset.model_dump(mode="json") if dataset else None,
         "split_rule": split_rule(dataset) if dataset else None,
+        # audio: the device computes the same features the figures were measured on
+        **({"front_end": dataset.front_end.model_dump(mode="json")} if dataset and dataset.front_end else {}),
         "metrics": measured.metrics.model_dump(mode="json"),
         "variant_metrics": {
             "label": "the variant as measured in the project (its ONNX file in onnxruntime); the bundle's own "

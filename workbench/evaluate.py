@@ -13,6 +13,7 @@ import statistics
 import time
 import zipfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,11 @@ from pydantic import BaseModel, Field
 
 from workbench.datasets import Dataset, DatasetRef
 from workbench.errors import DatasetError, WorkbenchError
+from workbench.feeds import InputSpec, check_feedable, run_dataset, sample_arrays
 from workbench.limits import check_allocation, memory_budget
+from workbench.metrics import MetricSettings, choose_metric
+from workbench.metrics.classification import class_scores
+from workbench.metrics.fidelity import OutputFidelity, output_fidelity, snr_db
 from workbench.plugin import Task
 from workbench.runtime import (
     DEFAULT_THREADS,
@@ -29,7 +34,6 @@ from workbench.runtime import (
     RuntimeSettings,
     make_session,
     numpy_dtype,
-    run_batches,
     run_session,
     settings_for,
 )
@@ -75,6 +79,16 @@ class Metrics(BaseModel):
     layer_latency_share: dict[str, float] | None = Field(
         None, description="fraction of summed kernel time per node (onnxruntime profile, optimizations off)"
     )
+    metric: str | None = Field(None, description="the metric behind accuracy and agreement (top1, miou, ctc)")
+    scores: dict[str, float] | None = Field(
+        None, description="every label-based score the metric gives (top1, top5, miou, ctc exact match, cer)"
+    )
+    output_fidelity: dict[str, OutputFidelity] | None = Field(
+        None, description="per output: cosine, SNR and max abs difference against the baseline"
+    )
+    confusion: list[list[int]] | None = Field(None, description="rows: true class, columns: predicted")
+    scoring: MetricSettings | None = Field(None, description="how outputs were scored")
+    input_spec: InputSpec | None = Field(None, description="constant and state inputs every run was fed")
 
     @property
     def download(self) -> int:
@@ -115,33 +129,85 @@ def zip_size(data: bytes) -> int:
     return len(buffer.getvalue())
 
 
-def check_dataset_fits(dataset: Dataset, shapes: Mapping[str, tuple[int, ...]]) -> None:
+def check_dataset_fits(
+    dataset: Dataset, shapes: Mapping[str, tuple[int, ...]], spec: InputSpec | None = None
+) -> list[str]:
+    """The model inputs the data feeds, in order; refuses data whose samples the model cannot take."""
     if not shapes:
         raise DatasetError("the model takes no inputs: there is nothing to feed the data to")
-    if len(shapes) != 1:
-        raise DatasetError(f"evaluation feeds one input; the model has {len(shapes)} ({', '.join(shapes)})")
-    name, shape = next(iter(shapes.items()))
-    if tuple(dataset.x.shape[1:]) != tuple(shape[1:]):
-        raise DatasetError(
-            f"samples are {list(dataset.x.shape[1:])} but model input '{name}' takes {list(shape[1:])}; "
-            "adjust the preprocessing (resize, grayscale, layout) or the input shape",
-            dataset.ref.path,
-        )
+    names = check_feedable(list(shapes), dataset, spec)
+    streamed = spec is not None and spec.streaming
+    for name, array in sample_arrays(dataset, names).items():
+        expected = tuple(shapes[name][1:])
+        got = tuple(array.shape[1:])
+        if streamed and name == names[0]:  # a stream is cut into frames along its last axis
+            expected, got = expected[:-1], got[:-1]
+        if got != expected:
+            raise DatasetError(
+                f"samples are {list(array.shape[1:])} but model input '{name}' takes {list(shapes[name][1:])}; "
+                "adjust the preprocessing (resize, grayscale, layout) or the input shape",
+                dataset.ref.path,
+            )
+    return names
 
 
 def top1(logits: np.ndarray) -> np.ndarray:
-    if logits.ndim != 2:
-        raise DatasetError(f"top-1 needs a [batch, classes] output; the model's output is {list(logits.shape)}")
-    return logits.argmax(axis=1)
+    return class_scores(logits).argmax(axis=1)
 
 
-def snr_db(reference: np.ndarray, candidate: np.ndarray) -> float | None:
-    """10·log10(signal/noise) of ``candidate`` against ``reference``; None when they are identical."""
-    noise = float(np.sum((reference.astype(np.float64) - candidate.astype(np.float64)) ** 2))
-    if noise == 0.0:
-        return None
-    signal = float(np.sum(reference.astype(np.float64) ** 2))
-    return 10.0 * float(np.log10(max(signal, 1e-30) / noise))
+@dataclass
+class Scored:
+    """What scoring found: the metric's label-based scores and the fidelity against a baseline."""
+
+    settings: MetricSettings
+    metric: str | None = None
+    scores: dict[str, float] | None = None
+    accuracy: float | None = None  # the metric's headline score
+    agreement: float | None = None
+    confusion: list[list[int]] | None = None
+    output_fidelity: dict[str, OutputFidelity] | None = None
+    snr_db: float | None = None
+    outputs_identical: bool | None = None
+
+    def fill(self, metrics: Metrics) -> None:
+        for key in ("metric", "scores", "accuracy", "agreement", "confusion", "output_fidelity", "snr_db"):
+            setattr(metrics, key, getattr(self, key))
+        metrics.outputs_identical, metrics.scoring = self.outputs_identical, self.settings
+
+
+def score_outputs(
+    outputs: Mapping[str, np.ndarray],
+    labels: np.ndarray | None,
+    reference: Mapping[str, np.ndarray] | None,
+    settings: MetricSettings,
+    streamed: bool = False,
+) -> Scored:
+    """Scores of the scored output (the metric chosen from its shape and the labels, or the one
+    ``settings`` names), its agreement with ``reference``, and fidelity per output. A ``streamed``
+    output is [samples, frames, ...]: a frame axis is never mistaken for classes."""
+    name = settings.output or next(iter(outputs))
+    if name not in outputs:
+        raise DatasetError(f"the model has no output '{name}' (outputs: {', '.join(outputs)})")
+    scored = outputs[name]
+    per_frame_scalar = streamed and scored.ndim == 2 and settings.metric is None
+    metric = None if per_frame_scalar else choose_metric(tuple(scored.shape), labels, settings)
+    result = Scored(settings)
+    if metric is not None:
+        result.metric = metric.id
+        predicted = metric.predictions(scored, settings)
+        if labels is not None:
+            result.scores = metric.scores(predicted, labels, settings)
+            result.accuracy = result.scores[metric.id]
+            result.confusion = metric.extras(predicted, labels, settings).get("confusion")
+        if reference is not None:
+            result.agreement = metric.agreement(metric.predictions(reference[name], settings), predicted)
+    if reference is not None:
+        result.output_fidelity = {
+            key: output_fidelity(reference[key], value) for key, value in outputs.items() if key in reference
+        }
+        result.snr_db = result.output_fidelity[name].snr_db
+        result.outputs_identical = all(f.snr_db is None for f in result.output_fidelity.values())
+    return result
 
 
 def latency(
@@ -151,10 +217,11 @@ def latency(
     warmup: int = 5,
     threads: int = DEFAULT_THREADS,
     task: Task | None = None,
+    input_spec: InputSpec | None = None,
 ) -> dict[str, tuple[float, float]]:
     """Median and p90 in ms per model, runs interleaved round-robin so all share the host's state."""
     sessions = {key: make_session(data, threads) for key, data in models.items()}
-    return interleaved_latency(sessions, shapes, runs=runs, warmup=warmup, task=task)
+    return interleaved_latency(sessions, shapes, runs=runs, warmup=warmup, task=task, input_spec=input_spec)
 
 
 def interleaved_latency(
@@ -163,11 +230,12 @@ def interleaved_latency(
     runs: int = 50,
     warmup: int = 5,
     task: Task | None = None,
+    input_spec: InputSpec | None = None,
 ) -> dict[str, tuple[float, float]]:
     """Median and p90 in ms per session (onnxruntime, or any runtime behind the same interface), with
     the same seeded inputs, runs interleaved round-robin so every session sees the same machine state."""
     rng = np.random.default_rng(0)
-    feeds = {key: example_feeds(session, shapes, rng) for key, session in sessions.items()}
+    feeds = {key: example_feeds(session, shapes, rng, input_spec) for key, session in sessions.items()}
     timings: dict[str, list[float]] = {key: [] for key in sessions}
     for key, session in sessions.items():
         run_session(session, feeds[key])  # a model that cannot run fails here, as one line
@@ -182,10 +250,17 @@ def interleaved_latency(
     return {key: (statistics.median(t), float(np.percentile(t, 90))) for key, t in timings.items()}
 
 
-def example_feeds(session, shapes: Mapping[str, tuple[int, ...]], rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Random normal floats (zeros for integers and booleans) at the concrete shapes, for timing."""
+def example_feeds(
+    session, shapes: Mapping[str, tuple[int, ...]], rng: np.random.Generator, input_spec: InputSpec | None = None
+) -> dict[str, np.ndarray]:
+    """Random normal floats (zeros for integers and booleans) at the concrete shapes, for timing;
+    declared constants and start states as declared, so control flow takes the branch the data would."""
     feeds = {}
+    constants = input_spec.constants if input_spec is not None else {}
     for spec in session.get_inputs():
+        if spec.name in constants:
+            feeds[spec.name] = constants[spec.name].array()
+            continue
         shape = tuple(shapes.get(spec.name) or tuple(d if isinstance(d, int) and d > 0 else 1 for d in spec.shape))
         dtype = numpy_dtype(spec.type)
         if dtype is None:
@@ -198,7 +273,11 @@ def example_feeds(session, shapes: Mapping[str, tuple[int, ...]], rng: np.random
 
 
 def layer_latency_shares(
-    model_bytes: bytes, shapes: Mapping[str, tuple[int, ...]], runs: int = 20, threads: int = DEFAULT_THREADS
+    model_bytes: bytes,
+    shapes: Mapping[str, tuple[int, ...]],
+    runs: int = 20,
+    threads: int = DEFAULT_THREADS,
+    input_spec: InputSpec | None = None,
 ) -> dict[str, float]:
     """Each node's share of kernel time from onnxruntime's profiler.
 
@@ -215,7 +294,7 @@ def layer_latency_shares(
     with tempfile.TemporaryDirectory() as tmp:
         options.profile_file_prefix = str(Path(tmp) / "profile")
         session = new_session(model_bytes, options)
-        feeds = example_feeds(session, shapes, np.random.default_rng(0))
+        feeds = example_feeds(session, shapes, np.random.default_rng(0), input_spec)
         for _ in range(runs):
             run_session(session, feeds)
         events = json.loads(Path(session.end_profiling()).read_text())
@@ -309,6 +388,7 @@ def measure(
     threads: int = DEFAULT_THREADS,
     task: Task | None = None,
     profile_layers: bool = False,
+    scoring: MetricSettings | None = None,
 ) -> Metrics:
     """Size, accuracy/fidelity and latency of ``model`` (and its ratio to ``baseline``)."""
     from workbench.analysis import analyze
@@ -335,29 +415,37 @@ def measure(
     if baseline_bytes is not None:
         metrics.baseline_runtime = settings_for(baseline_bytes, threads)
     if dataset is not None:
-        check_dataset_fits(dataset, shapes)
+        check_dataset_fits(dataset, shapes, model.input_spec)
         task.report(0.1, "evaluating")
-        outputs = run_batches(make_session(data, threads), dataset.x, task.sub(0.1, 0.4), max_batch=max_batch)
+        scoring = scoring or MetricSettings()
+        metrics.input_spec = model.input_spec
+        session = make_session(data, threads)
+        outputs = run_dataset(session, dataset, model.input_spec, task.sub(0.1, 0.4), max_batch=max_batch)
         metrics.dataset, metrics.samples = dataset.ref, len(dataset)
-        if dataset.y is not None:
-            metrics.accuracy = float(np.mean(top1(outputs) == dataset.y))
+        reference = None
         if baseline_bytes is not None:
-            if profile_layers and baseline_bytes != data:
+            single_input = not dataset.inputs and model.input_spec is None
+            if profile_layers and baseline_bytes != data and single_input:
                 try:
                     # by the graphs' own names, which both share and the layer table shows
                     metrics.layer_snr_db = layer_snr(model.onnx_bytes(), baseline.onnx_bytes(), dataset.x[:1])
                 except Exception:
                     metrics.layer_snr_db = None
-            reference = run_batches(
-                make_session(baseline_bytes, threads), dataset.x, task.sub(0.4, 0.6), max_batch=max_batch
+            reference = run_dataset(
+                make_session(baseline_bytes, threads),
+                dataset,
+                baseline.input_spec or model.input_spec,
+                task.sub(0.4, 0.6),
+                max_batch=max_batch,
             )
-            metrics.agreement = float(np.mean(top1(reference) == top1(outputs)))
-            metrics.snr_db = snr_db(reference, outputs)
-            metrics.outputs_identical = metrics.snr_db is None
+        streamed = model.input_spec is not None and model.input_spec.streaming
+        score_outputs(outputs, dataset.y, reference, scoring, streamed).fill(metrics)
     if runs > 0:
         task.report(0.6, "timing")
         candidates = {"model": data} | ({"baseline": baseline_bytes} if baseline_bytes is not None else {})
-        timed = latency(candidates, shapes, runs=runs, threads=threads, task=task.sub(0.6, 1.0))
+        timed = latency(
+            candidates, shapes, runs=runs, threads=threads, task=task.sub(0.6, 1.0), input_spec=model.input_spec
+        )
         metrics.latency_ms_median, metrics.latency_ms_p90 = timed["model"]
         metrics.latency_runs, metrics.threads = runs, threads
         if "baseline" in timed:
@@ -365,6 +453,56 @@ def measure(
             metrics.latency_ratio = timed["model"][0] / timed["baseline"][0]
         if profile_layers:
             task.report(0.95, "profiling layers")
-            metrics.layer_latency_share = layer_latency_shares(model.onnx_bytes(), shapes, threads=threads)
+            metrics.layer_latency_share = layer_latency_shares(
+                model.onnx_bytes(), shapes, threads=threads, input_spec=model.input_spec
+            )
     task.report(1.0, "measured")
     return metrics
+
+
+class QualityProbe:
+    """One number per candidate on a fixed set of samples, comparable with the unmodified model's:
+    the metric's headline score against labels, else agreement with the unmodified model's
+    predictions, else (no metric fits the output) the output's cosine similarity to the unmodified one.
+    Sensitivity sweeps and precision proposals rank candidates by it."""
+
+    def __init__(
+        self,
+        model: Model,
+        dataset: Dataset,
+        settings: MetricSettings | None = None,
+        samples: int | None = None,
+        *,
+        use_labels: bool = True,
+    ) -> None:
+        self.dataset, self.samples = dataset, samples
+        self.settings = settings or MetricSettings()
+        self.spec = model.input_spec
+        self.batch = runnable_batch(model)
+        labels = dataset.y if use_labels else None
+        self.labels = labels[:samples] if labels is not None and samples else labels
+        reference = self.outputs(model.onnx_bytes())
+        self.output = self.settings.output or next(iter(reference))
+        self.reference = reference[self.output]
+        self.metric = choose_metric(tuple(self.reference.shape), self.labels, self.settings)
+        if self.metric is None:
+            self.name = "cosine similarity"
+        else:
+            self.reference_predictions = self.metric.predictions(self.reference, self.settings)
+            self.name = f"{self.metric.label}" if self.labels is not None else f"agreement ({self.metric.id})"
+        self.baseline = self.score_outputs(self.reference)
+
+    def outputs(self, model_bytes: bytes) -> dict[str, np.ndarray]:
+        session = make_session(model_bytes)
+        return run_dataset(session, self.dataset, self.spec, max_batch=self.batch, limit=self.samples)
+
+    def __call__(self, candidate: Model) -> float:
+        return self.score_outputs(self.outputs(candidate.onnx_bytes())[self.output])
+
+    def score_outputs(self, outputs: np.ndarray) -> float:
+        if self.metric is None:
+            return output_fidelity(self.reference, outputs).cosine
+        predicted = self.metric.predictions(outputs, self.settings)
+        if self.labels is not None:
+            return self.metric.scores(predicted, self.labels, self.settings)[self.metric.id]
+        return self.metric.agreement(self.reference_predictions, predicted)

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from workbench.compaction import NameMap
+    from workbench.feeds import InputSpec
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class Model:
     arch: ArchRef | None = None
     source: Path | None = None
     input_shapes: InputShapes | None = None
+    input_spec: InputSpec | None = None  # constant side inputs and recurrent state (see workbench.feeds)
     _onnx_cache: list = field(default_factory=list, repr=False)  # torch lineage exported once, lazily
     _artifact_cache: list = field(default_factory=list, repr=False)  # compacted once, lazily
 
@@ -113,6 +115,10 @@ class Model:
         changes["_onnx_cache"] = []
         changes["_artifact_cache"] = []
         return replace(self, **changes)
+
+    def with_input_spec(self, spec: InputSpec | None) -> Model:
+        """The same graph fed differently: the artifact is unchanged, so its caches stay."""
+        return replace(self, input_spec=spec)
 
     def with_input_shapes(self, shapes: InputShapes) -> Model:
         check_shapes_fit(self.inputs, shapes.shapes)
@@ -201,6 +207,9 @@ def parse_input_shapes(text: str, inputs: Sequence[TensorSpec]) -> dict[str, tup
             shapes[name] = tuple(int(d) for d in dims.replace("x", ",").split(",") if d)
         except ValueError:
             raise InputShapeError(f"cannot read input shape '{part}': use integers like 1,3,224,224") from None
+    for spec in inputs:  # a fixed input (a scalar sample rate) needs no shape from the user
+        if spec.name not in shapes and not spec.is_dynamic and not spec.rank_unknown:
+            shapes[spec.name] = tuple(int(d) for d in spec.shape)  # type: ignore[arg-type]
     check_shapes_fit(inputs, shapes)
     return shapes
 

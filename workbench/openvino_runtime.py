@@ -86,4 +86,15 @@ class OpenVinoSession:
 def _spec(port) -> PortSpec:
     shape = [int(d.get_length()) if d.is_static else None for d in port.get_partial_shape()]
     kind = _TYPES.get(port.get_element_type().get_type_name(), port.get_element_type().get_type_name())
-    return PortSpec(port.get_any_name(), f"tensor({kind})", shape)
+    return PortSpec(_port_name(port), f"tensor({kind})", shape)
+
+
+def _port_name(port) -> str:
+    """The model's own name for a port. When OpenVINO merges tensors (an output behind an Identity) a
+    port holds several names and ``get_any_name`` may pick the inner one; a result node is named after
+    the graph output it sinks ("output/sink_port_0"), which settles it."""
+    names = port.get_names()
+    graph_name = port.get_node().get_friendly_name().rsplit("/sink_port_", 1)[0]
+    if graph_name in names:
+        return graph_name
+    return sorted(names)[0] if names else port.get_any_name()

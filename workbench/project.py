@@ -25,14 +25,15 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from workbench.compaction import NameMap, restore_names
 from workbench.datasets import DatasetRef, evaluation_ref, step_data
 from workbench.errors import ProjectError, describe_exception
 from workbench.evaluate import Metrics
+from workbench.feeds import InputSpec
 from workbench.fileio import (
     TMP_SUFFIX,
     FolderLock,
@@ -42,9 +43,12 @@ from workbench.fileio import (
     sha256_bytes,
     staging_dir,
 )
+from workbench.metrics import MetricSettings
 from workbench.model import ArchRef, InputShapes, Model, TensorSpec
 from workbench.plugin import Plugin, Task, run_plugin
 from workbench.recipe import Recipe, RecipeBase, RecipeStep
+
+M = TypeVar("M", bound=BaseModel)
 
 DB_NAME = "project.db"
 ARTIFACTS = "artifacts"
@@ -115,9 +119,10 @@ class Project:
         dataset: DatasetRef | None = None,
         source_sha256: str | None = None,
         metrics: Metrics | None = None,
+        scoring: MetricSettings | None = None,
     ) -> Project:
         """Make a new project whose root variant is ``model`` (measured: ``metrics``); the folder appears
-        complete or not at all."""
+        complete or not at all. ``model.input_spec`` becomes the project's input spec."""
         folder = Path(folder)
         if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
             raise ProjectError("already exists and is not an empty folder", folder)
@@ -135,6 +140,8 @@ class Project:
                     "source_name": model.source.name if model.source else model.name,
                     "source_sha256": source_sha256 or "",
                     "dataset": evaluation_ref(dataset).model_dump_json() if dataset else "",
+                    "input_spec": model.input_spec.model_dump_json() if model.input_spec is not None else "",
+                    "scoring": scoring.model_dump_json() if scoring is not None else "",
                 }
                 with connection:
                     connection.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
@@ -317,6 +324,32 @@ class Project:
         text = evaluation_ref(ref).model_dump_json() if ref else ""
         self._write("INSERT OR REPLACE INTO meta VALUES ('dataset', ?)", (text,))
 
+    @property
+    def input_spec(self) -> InputSpec | None:
+        """Constant and state inputs, declared once for every variant's runs."""
+        return self._meta_model("input_spec", InputSpec)
+
+    def set_input_spec(self, spec: InputSpec | None) -> None:
+        text = spec.model_dump_json() if spec is not None and (spec.constants or spec.state) else ""
+        self._write("INSERT OR REPLACE INTO meta VALUES ('input_spec', ?)", (text,))
+
+    @property
+    def scoring(self) -> MetricSettings | None:
+        """How outputs are scored (metric, charset), as the user chose or the project's data implies."""
+        return self._meta_model("scoring", MetricSettings)
+
+    def set_scoring(self, settings: MetricSettings | None) -> None:
+        text = settings.model_dump_json() if settings is not None else ""
+        self._write("INSERT OR REPLACE INTO meta VALUES ('scoring', ?)", (text,))
+
+    def _meta_model(self, key: str, cls: type[M]) -> M | None:
+        text = self.meta(key)
+        try:
+            return cls.model_validate_json(text) if text else None
+        except ValidationError as exc:
+            what = key.replace("_", " ")
+            raise ProjectError(f"the project's {what} is damaged ({_short(exc)})", self.folder) from None
+
     # --- variants ---------------------------------------------------------------------------------
     def variants(self) -> list[Variant]:
         """Every readable variant with an intact lineage (see :attr:`problems` for the others)."""
@@ -410,6 +443,7 @@ class Project:
             arch=arch,
             source=self.folder / ARTIFACTS / f"{onnx_sha}.onnx",
             input_shapes=shapes,
+            input_spec=self.input_spec,
         )
         if names_json:  # compaction is idempotent: the stored file is this model's artifact
             model._artifact_cache.append((self._read_artifact(onnx_sha, ".onnx"), names))

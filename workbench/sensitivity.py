@@ -10,13 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import numpy as np
 from pydantic import BaseModel, Field
 
 from workbench.datasets import Dataset
-from workbench.evaluate import runnable_batch, top1
+from workbench.evaluate import QualityProbe
+from workbench.metrics import MetricSettings
 from workbench.plugin import PluginRegistry, Task, run_plugin
-from workbench.runtime import make_session, run_batches
 
 if TYPE_CHECKING:
     from workbench.model import Model
@@ -34,7 +33,7 @@ class LayerSensitivity(BaseModel):
 
 
 class SensitivityReport(BaseModel):
-    metric: str = Field(description="accuracy or agreement")
+    metric: str = Field(description="what quality is: the metric against labels, agreement, or cosine similarity")
     baseline_quality: float
     samples: int
     layers: list[LayerSensitivity]
@@ -117,19 +116,15 @@ def sweep(
     include_int4: bool = True,
     samples: int = 256,
     task: Task | None = None,
+    scoring: MetricSettings | None = None,
+    use_labels: bool = True,
 ) -> SensitivityReport:
+    """Per layer: quality after pruning it to each sparsity and after quantizing it alone. Quality is
+    the metric's score against labels, or (``use_labels`` off, or none) agreement with the model."""
     task = task or Task()
     onnx_model = model.derive(onnx_proto=model.to_onnx())
-    x = dataset.x[:samples]
-    labels = dataset.y[:samples] if dataset.y is not None else None
-    batch = runnable_batch(onnx_model)
-    reference = top1(run_batches(make_session(onnx_model.onnx_bytes()), x, max_batch=batch))
-
-    def quality(candidate: Model) -> float:
-        predicted = top1(run_batches(make_session(candidate.onnx_bytes()), x, max_batch=batch))
-        return float(np.mean(predicted == (labels if labels is not None else reference)))
-
-    baseline_quality = float(np.mean(reference == labels)) if labels is not None else 1.0
+    quality = QualityProbe(onnx_model, dataset, scoring, samples, use_labels=use_labels)
+    baseline_quality = quality.baseline
     layers = _prunable_layers(onnx_model)
     prune = registry.get("magnitude_prune")
     quantize = registry.get("quantize_int8") if include_int8 and "quantize_int8" in registry.plugins else None
@@ -172,9 +167,9 @@ def sweep(
         )
     task.report(1.0, "sensitivity sweep done")
     return SensitivityReport(
-        metric="accuracy" if labels is not None else "agreement",
+        metric=quality.name,
         baseline_quality=baseline_quality,
-        samples=len(x),
+        samples=min(samples, len(dataset)),
         layers=results,
     )
 

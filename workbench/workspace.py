@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from workbench.analysis import Analysis, analyze
-from workbench.datasets import Dataset, DatasetRef, load_dataset, random_inputs_ref, step_data
+from workbench.datasets import Dataset, DatasetRef, evaluation_ref, load_dataset, step_data
 from workbench.errors import WorkbenchError, with_path
-from workbench.evaluate import Metrics, measure
+from workbench.evaluate import Metrics, check_dataset_fits, measure
+from workbench.feeds import InputSpec, random_inputs_for, suggest_input_spec, with_stream_frame
 from workbench.fileio import sha256_file
 from workbench.loading import load_model
+from workbench.metrics import MetricSettings
 from workbench.model import Model
 from workbench.pareto import pareto_front
 from workbench.plugin import Plugin, PluginRegistry, Task, discover_plugins, run_plugin
@@ -109,10 +111,13 @@ class Workspace:
         path = Path(path)
         task.report(0.05, f"loading {path.name}")
         model = load_model(path, input_shapes=input_shapes)
+        suggested = suggest_input_spec(model.inputs, model.outputs)
+        if suggested.constants or suggested.state:  # a sample rate, a zero state: shown, and editable later
+            model = model.with_input_spec(with_stream_frame(suggested, model))
         source_sha = sha256_file(path)
         folder = folder or projects_root() / f"{model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        if dataset is None and model.inputs:
-            dataset = random_inputs_ref(model.concrete_shapes()[model.inputs[0].name])
+        if dataset is None:
+            dataset = random_inputs_for(model)
         try:
             data = load_dataset(dataset) if dataset is not None else None
             metrics = measure(
@@ -144,6 +149,37 @@ class Workspace:
             raise
         self._adopt(project)
         return project
+
+    @_names_the_project
+    def attach_data(
+        self,
+        ref: DatasetRef,
+        scoring: MetricSettings | None = None,
+        input_spec: InputSpec | None = None,
+        task: Task | None = None,
+    ) -> list[Metrics]:
+        """Make ``ref`` the project's data (with how outputs are scored and what the other inputs hold),
+        then re-measure every variant on its evaluation split, the baseline first. The data is checked
+        against the model before anything is stored; a cancel keeps the figures measured so far."""
+        task = task or Task()
+        project = self.require_project()
+        root = project.load_model(project.root.id).with_input_spec(input_spec)
+        task.report(0.0, "reading the data")
+        evaluation = load_dataset(evaluation_ref(ref))
+        check_dataset_fits(evaluation, root.concrete_shapes(), input_spec)
+        project.set_dataset(ref)
+        project.set_scoring(scoring)
+        project.set_input_spec(input_spec)
+        self._models.clear()  # models carry the input spec they were loaded with
+        self._analyses.clear()
+        self._dataset = evaluation
+        ids = [project.root.id] + [v.id for v in project.variants() if v.id != project.root.id]
+        measured = []
+        for index, variant_id in enumerate(ids):
+            part = task.sub(index / len(ids), (index + 1) / len(ids))
+            part.report(0.0, f"re-measuring {project.get(variant_id).name} ({index + 1} of {len(ids)})")
+            measured.append(self.measure_variant(variant_id, part))
+        return measured
 
     def save_copy(self, target: str | Path) -> Path:
         """Save the open project as a new folder (the open one stays open)."""
@@ -269,6 +305,7 @@ class Workspace:
             runs=GUI_LATENCY_RUNS,
             profile_layers=True,
             task=task.sub(0.2, 1.0),
+            scoring=self.require_project().scoring,
         )
         return preview
 
@@ -291,7 +328,13 @@ class Workspace:
             if preview is not None and preview.metrics is not None:
                 return preview.metrics  # the same step on the same parent: the preview measured this model
             return measure(
-                model, baseline=baseline, dataset=dataset, runs=GUI_LATENCY_RUNS, profile_layers=True, task=part
+                model,
+                baseline=baseline,
+                dataset=dataset,
+                runs=GUI_LATENCY_RUNS,
+                profile_layers=True,
+                task=part,
+                scoring=project.scoring,
             )
 
         # The variant is stored with its metrics in one step: a crash or cancel leaves nothing half-made.
@@ -319,6 +362,7 @@ class Workspace:
             runs=GUI_LATENCY_RUNS,
             profile_layers=True,
             task=task,
+            scoring=project.scoring,
         )
 
     @_names_the_project
@@ -334,7 +378,7 @@ class Workspace:
             raise DatasetError("the project has no evaluation data to sweep with")
         variant_id = self.current_id
         assert variant_id is not None
-        report = sweep(self.model(variant_id), dataset, self.registry, task=task)
+        report = sweep(self.model(variant_id), dataset, self.registry, task=task, scoring=project.scoring)
         project.save_sensitivity(variant_id, report)
         return report
 

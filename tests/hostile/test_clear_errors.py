@@ -212,8 +212,14 @@ def test_a_streaming_model_with_state_inputs_exports(sandbox, data):
     bundle = next((sandbox.root / "out").iterdir())
     manifest = json.loads((bundle / "manifest.json").read_text())
     assert [i["name"] for i in manifest["inputs"]] == ["audio", "state", "sr"]
+    # the state no output returns is suggested as a zero constant, so one array feeds the audio
     evaluated = sandbox.cli("eval", model, "--data", data, "--input-shape", "audio=1,16;state=2,1,8;sr=")
-    sandbox.assert_refused(evaluated, model, reason="one input")
+    sandbox.assert_refused(evaluated, data, reason="samples are [4] but model input 'audio' takes [16]")
+    audio = sandbox.files / "audio.npz"
+    np.savez(audio, audio=np.random.default_rng(1).standard_normal((5, 16)).astype(np.float32))
+    evaluated = sandbox.cli("eval", model, "--data", audio, "--input-shape", "audio=1,16;state=2,1,8;sr=")
+    sandbox.assert_succeeded(evaluated)
+    assert "state = 0" in evaluated.stdout and "sr = 16000" in evaluated.stdout, evaluated.describe()
 
 
 def test_a_graph_nested_beyond_the_parser_is_refused(sandbox):
