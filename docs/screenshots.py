@@ -22,6 +22,28 @@ def wait_for(app, condition, timeout: float = 120.0) -> None:
             raise TimeoutError("the window did not get there in time")
 
 
+def _speech_folder(scratch: Path) -> Path:
+    """A few Speech Commands-style clips (16 kHz mono wav, one folder per word), synthesized."""
+    import wave
+
+    import numpy as np
+
+    root = scratch / "speech"
+    t = np.arange(16000) / 16000
+    for word, pitch in (("yes", 180.0), ("no", 120.0), ("up", 240.0), ("down", 90.0)):
+        (root / word).mkdir(parents=True, exist_ok=True)
+        for index in range(5):
+            envelope = np.clip(np.minimum(t - 0.2, 0.7 - t) * 30, 0, 1)
+            sweep = np.sin(2 * np.pi * (pitch + 60 * index) * t * (1 + 0.3 * t))
+            samples = (0.5 * envelope * sweep * 32767).astype(np.int16)
+            with wave.open(str(root / word / f"clip{index}.wav"), "wb") as clip:
+                clip.setnchannels(1)
+                clip.setsampwidth(2)
+                clip.setframerate(16000)
+                clip.writeframes(samples.tobytes())
+    return root
+
+
 def main() -> None:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "screenshots")
     out.mkdir(parents=True, exist_ok=True)
@@ -87,6 +109,23 @@ def main() -> None:
     window.grab().save(str(out / "6-sensitivity.png"))
     window.sensitivity.mixed_button.click()
     wait_for(app, lambda: not window.jobs.busy, 300)
+
+    # Data ▸ Attach evaluation data: the dialog with its preview, on images and on audio.
+    from workbench.ui.data_dialog import DataDialog
+
+    root_model = window.ws.model(window.ws.project.root.id)
+    for name, path in (("7-data.png", "mnist-sample"), ("9-audio-data.png", str(_speech_folder(scratch)))):
+        dialog = DataDialog(root_model, path=path, parent=window)
+        dialog.show()
+        wait_for(app, lambda d=dialog: not d.jobs.busy and d.preview_grid.count() > 0, 120)
+        app.processEvents()
+        dialog.grab().save(str(out / name))
+        dialog.reject()
+
+    # The confusion matrix of the selected variant on the evaluation split.
+    window.tabs.setCurrentWidget(window.confusion)
+    app.processEvents()
+    window.grab().save(str(out / "8-confusion.png"))
     window.close()
     print(f"wrote {', '.join(sorted(p.name for p in out.glob('*.png')))} to {out}")
 

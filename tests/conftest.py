@@ -84,6 +84,12 @@ def mlp_onnx(tmp_path: Path) -> Path:
     return make_mlp_onnx(tmp_path / "mlp.onnx")
 
 
+@pytest.fixture
+def fixed_batch_mlp_onnx(tmp_path: Path) -> Path:
+    """The MLP at batch 1: it opens without asking for a shape."""
+    return make_mlp_onnx(tmp_path / "mlp1.onnx", batch=1)
+
+
 def _site_packages() -> Path:
     return Path(sysconfig.get_paths()["purelib"])
 

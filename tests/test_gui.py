@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("PySide6")
@@ -22,9 +23,12 @@ try:  # QtWebEngine must be imported before the QApplication exists
 except ImportError:
     HAVE_WEBENGINE = False
 
+from workbench.ui.data_dialog import DataDialog
 from workbench.ui.main_window import MainWindow
 
-from workbench.datasets import mnist_sample_ref
+from workbench.datasets import mnist_sample_ref, split_indices
+from workbench.errors import WorkbenchError
+from workbench.runtime import make_session
 
 JOB_TIMEOUT_MS = 120_000
 
@@ -342,3 +346,104 @@ def test_a_rate_spanning_decades_keeps_its_default_and_moves_on_a_log_scale(qtbo
     assert form.values()["fine_tune_lr"] == pytest.approx(0.1)
     slider.setValue(slider.maximum() // 2)
     assert 5e-4 < form.values()["fine_tune_lr"] < 2e-3  # the geometric middle of 1e-5..0.1
+
+
+def test_attach_data_previews_remeasures_and_offers_every_metric(
+    qtbot, window, tmp_path, monkeypatch, fixed_batch_mlp_onnx
+):
+    model_path = fixed_batch_mlp_onnx
+    drop(window, model_path)
+    qtbot.waitUntil(lambda: window.ws.project is not None and not window.jobs.busy, timeout=JOB_TIMEOUT_MS)
+    assert window.data_banner.isVisible() and "random inputs" in window.data_banner.text()
+    assert window.ws.project.root.metrics.accuracy is None
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((150, 16)).astype(np.float32)
+    session = make_session(model_path.read_bytes())  # the model's own predictions, batch 1
+    predicted = np.concatenate([session.run(None, {"x": x[i : i + 1]})[0] for i in range(len(x))]).argmax(axis=1)
+    labels = predicted.copy()
+    labels[::4] = (labels[::4] + 1) % 10  # every fourth label wrong: a known accuracy
+    data = tmp_path / "data.npz"
+    np.savez(data, x=x, y=labels)
+    evaluation = split_indices(len(x), "evaluation")
+    expected = float(np.mean(predicted[evaluation] == labels[evaluation]))
+
+    seen = {}
+
+    def fill_and_accept(dialog: DataDialog) -> int:
+        dialog.show()  # shown and painted as exec() would (a child shadowing a QWidget method crashed here)
+        dialog.path.setText(str(data))
+        dialog._apply_preset("raw values")
+        qtbot.waitUntil(lambda: not dialog.jobs.busy, timeout=JOB_TIMEOUT_MS)
+        seen["preview"] = dialog.preview_grid.count()
+        seen["kind"] = dialog.kind.text()
+        seen["problem"] = dialog.problem.text()
+        seen["painted"] = not dialog.grab().isNull()
+        dialog._accept()
+        return 1
+
+    monkeypatch.setattr(DataDialog, "exec", fill_and_accept)
+    window.attach_action.trigger()
+    wait_idle(qtbot, window)
+    assert seen["problem"] == "" and seen["painted"]
+    assert seen["preview"] == 8 and "npz" in seen["kind"]
+    root = window.ws.project.root
+    assert root.metrics.metric == "top1" and root.metrics.accuracy == pytest.approx(expected)
+    assert root.metrics.samples == len(evaluation)
+    assert not window.data_banner.isVisible()
+
+    matrix = np.asarray(root.metrics.confusion)
+    assert int(np.trace(matrix)) == round(expected * len(evaluation))
+    assert "on the diagonal" in window.confusion.title.text()
+
+    choices = [window.plot.y_metric.itemData(i) for i in range(window.plot.y_metric.count())]
+    assert {"top1", "top5", "agreement", "cosine:y", "snr:y"} <= set(choices)
+    window.plot.y_metric.setCurrentIndex(choices.index("top5"))
+    assert window.plot.plot.getAxis("left").labelText == "top-5 accuracy %"
+    assert window.plot.points[root.id][1] == pytest.approx(root.metrics.scores["top5"] * 100)
+
+
+def test_the_data_dialog_proposes_an_audio_front_end_shaped_like_the_model(qtbot, tmp_path):
+    import wave
+
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    from workbench.loading import load_model
+
+    weight = numpy_helper.from_array(np.ones((98 * 40, 2), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["x"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["y"])],
+        "kws",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 98, 40])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+        [weight],
+    )
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "kws.onnx")
+    model = load_model(tmp_path / "kws.onnx")
+    t = np.arange(16000) / 16000
+    for word, hz in (("yes", 300.0), ("no", 900.0)):
+        (tmp_path / "speech" / word).mkdir(parents=True)
+        for index in range(5):
+            with wave.open(str(tmp_path / "speech" / word / f"clip{index}.wav"), "wb") as clip:
+                clip.setnchannels(1)
+                clip.setsampwidth(2)
+                clip.setframerate(16000)
+                clip.writeframes((8000 * np.sin(2 * np.pi * (hz + 20 * index) * t)).astype("<i2").tobytes())
+
+    dialog = DataDialog(model, path=tmp_path / "speech")
+    qtbot.addWidget(dialog)
+    dialog.show()
+    qtbot.waitUntil(lambda: not dialog.jobs.busy and dialog.preview_grid.count() > 0, timeout=JOB_TIMEOUT_MS)
+    assert not dialog.audio_box.isHidden()
+    assert dialog.preset.currentText() == "raw values" and dialog.resize_edit.text() == ""  # features, not images
+    front_end = dialog.dataset_ref().front_end
+    assert (front_end.kind, front_end.feature_shape()) == ("log-mel", (98, 40))
+    assert "[98, 40] per clip" in dialog.frames_label.text()
+
+    dialog.audio_kind.setCurrentText("mfcc")
+    dialog.mfcc.setValue(10)
+    front_end = dialog.dataset_ref().front_end
+    assert (front_end.kind, front_end.feature_shape(), front_end.n_mels) == ("mfcc", (98, 10), 40)
+    dialog.window_samples.setValue(20000)  # longer than the clip: refused as one line, nothing attached
+    with pytest.raises(WorkbenchError, match="the audio front end is not valid"):
+        dialog.settings()

@@ -24,6 +24,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from workbench.ui.confusion_view import ConfusionView
+from workbench.ui.data_dialog import DataDialog
 from workbench.ui.details_panel import DetailsPanel
 from workbench.ui.device_panel import DevicePanel
 from workbench.ui.graph_view import GraphView
@@ -32,7 +34,7 @@ from workbench.ui.layer_table import LayerTableView
 from workbench.ui.notice import NoticeBar
 from workbench.ui.params_form import ParamsForm
 from workbench.ui.sensitivity_panel import SensitivityPanel
-from workbench.ui.tradeoff_plot import TradeoffPlot, quality_of
+from workbench.ui.tradeoff_plot import SCORE_LABELS, TradeoffPlot, quality_of
 from workbench.ui.variants_tree import VariantsTree
 
 from workbench.device_export import export_for_device, plan_export
@@ -145,6 +147,8 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(layers_page, "Layers")
         self.tabs.addTab(self.graph, "Graph")
         self.tabs.addTab(self.sensitivity, "Sensitivity")
+        self.confusion = ConfusionView()
+        self.tabs.addTab(self.confusion, "Confusion")
         self.center = QStackedWidget()
         self.center.addWidget(self.empty)
         self.center.addWidget(self.tabs)
@@ -152,11 +156,18 @@ class MainWindow(QMainWindow):
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(0, 0, 0, 0)
+        self.data_banner = QLabel()
+        self.data_banner.setWordWrap(True)
+        self.data_banner.setTextFormat(Qt.TextFormat.RichText)
+        self.data_banner.setStyleSheet("background: #fff3cd; color: #5c4400; padding: 6px; border-radius: 4px")
+        self.data_banner.linkActivated.connect(lambda _link: self.attach_data())
+        self.data_banner.hide()
         self.metrics_label = QLabel()
         self.metrics_label.setWordWrap(True)
         self.metrics_label.setTextFormat(Qt.TextFormat.RichText)
         self.device_panel = DevicePanel()
         self.export_button = self.device_panel.export_button
+        right_layout.addWidget(self.data_banner)
         right_layout.addWidget(self.plot, 1)
         right_layout.addWidget(self.metrics_label)
         right_layout.addWidget(self.device_panel)
@@ -186,6 +197,8 @@ class MainWindow(QMainWindow):
         self.export_action = self._action(file_menu, "&Export selected variant…", "Ctrl+E", self.choose_export)
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", QKeySequence.StandardKey.Quit, self.close)
+        data = self.menuBar().addMenu("&Data")
+        self.attach_action = self._action(data, "&Attach evaluation data…", "Ctrl+D", self.attach_data)
         edit = self.menuBar().addMenu("&Edit")
         self.apply_action = self._action(edit, "&Apply step", "Ctrl+Return", self.apply_step)
         self.undo_action = self._action(edit, "&Undo (select parent variant)", QKeySequence.StandardKey.Undo, self.undo)
@@ -273,7 +286,10 @@ class MainWindow(QMainWindow):
         paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
         if paths:
             event.acceptProposedAction()
-            self.open_path(paths[0])
+            if self.ws.project is not None and _is_data(paths[0]):
+                self.attach_data(paths[0])  # a model is opened; data dropped on it is attached to it
+            else:
+                self.open_path(paths[0])
 
     def choose_model(self) -> None:
         patterns = " ".join(f"*{s}" for s in sorted(MODEL_SUFFIXES))
@@ -331,6 +347,30 @@ class MainWindow(QMainWindow):
             text=default,
         )
         return text.strip() if ok and text.strip() else None
+
+    def attach_data(self, path: Path | None = None) -> None:
+        """Data ▸ Attach evaluation data…: the dialog, then a job that re-measures every variant."""
+        if self.ws.project is None:
+            self.notice.show_message("Open a model first: data is attached to a project.", level="info")
+            return
+        project = self.ws.project
+        dialog = DataDialog(
+            self.ws.model(project.root.id),
+            path=path,
+            current=project.dataset,
+            scoring=project.scoring,
+            input_spec=project.input_spec,
+            parent=self,
+        )
+        self.data_dialog = dialog  # tests drive the open dialog
+        if not dialog.exec():
+            return
+        ref, scoring, spec = dialog.settings()
+        self.jobs.run(
+            "Attaching data and re-measuring every variant",
+            lambda task: self.ws.attach_data(ref, scoring, spec, task),
+            lambda _metrics: self.refresh(),
+        )
 
     def open_project(self, folder: Path) -> None:
         self.jobs.run(
@@ -563,13 +603,21 @@ class MainWindow(QMainWindow):
     def refresh(self) -> None:
         has_project = self.ws.project is not None
         self.center.setCurrentWidget(self.tabs if has_project else self.empty)
-        for widget in (self.plugin_box, self.device_panel, self.export_action, self.apply_action, self.undo_action):
+        for widget in (
+            self.plugin_box,
+            self.device_panel,
+            self.export_action,
+            self.apply_action,
+            self.undo_action,
+            self.attach_action,
+        ):
             widget.setEnabled(has_project)
         if not has_project:
             self.tree.set_variants([], None)
             self.plot.set_variants([], None)
             self.layers.set_analysis(None)
             self.metrics_label.setText("")
+            self.data_banner.hide()
             return
         variants = self.ws.variants()
         self.tree.set_variants(variants, self.ws.current_id)
@@ -580,8 +628,27 @@ class MainWindow(QMainWindow):
         self._update_device_plan()
         current = next(v for v in variants if v.id == self.ws.current_id)
         self.metrics_label.setText(_metrics_html(current))
+        self._show_data_state(current)
         self.setWindowTitle(f"Model Workbench — {self.ws.project.meta('name')} — {current.name}")
         self._sync_graph()
+
+    def _show_data_state(self, current: Variant) -> None:
+        ref = self.ws.project.dataset if self.ws.project is not None else None
+        if ref is None or not ref.has_splits:
+            self.data_banner.setText(
+                "<b>These figures are fidelity on random inputs</b> (agreement with the original model), not "
+                "accuracy: the project has no data. <a href='attach'>Attach evaluation data…</a>"
+            )
+            self.data_banner.show()
+        else:
+            self.data_banner.hide()
+        m = current.metrics
+        scoring = self.ws.project.scoring if self.ws.project is not None else None
+        names = tuple(scoring.class_names) if scoring is not None and scoring.class_names else ()
+        if not names and m is not None and m.confusion:
+            dataset = self.ws.dataset()
+            names = dataset.class_names if dataset is not None else ()
+        self.confusion.show_matrix(m.confusion if m else None, names, f"{current.name}: ")
 
     def _sync_graph(self) -> None:
         if self.ws.project is None or self.tabs.currentWidget() is not self.graph:
@@ -627,6 +694,13 @@ class MainWindow(QMainWindow):
         self.status_text.setText(f"Cancelled: {label}")
 
 
+def _is_data(path: Path) -> bool:
+    """A dropped path that is not a model file or a project folder is taken as data."""
+    if path.is_dir():
+        return not (path / "project.db").is_file()
+    return path.suffix.lower() not in MODEL_SUFFIXES
+
+
 def _metrics_html(variant: Variant) -> str:
     """The variant's figures, what they were measured on (which split, which runtime settings) and the
     notes its step left."""
@@ -639,6 +713,8 @@ def _metrics_html(variant: Variant) -> str:
     if m is None:
         return f"<b>{escape(variant.name)}</b>: not measured yet." + "".join(notes)
     quality, label = quality_of(m)
+    scores = " · ".join(f"{SCORE_LABELS.get(k, k).removesuffix(' %')} {v:.2%}" for k, v in (m.scores or {}).items())
+    fidelity = " · ".join(f"{escape(name)}: {f.describe()}" for name, f in (m.output_fidelity or {}).items())
     rows = [
         f"<b>{escape(variant.name)}</b>",
         f"{label}: <b>{quality:.2f}</b>" if quality is not None else "quality: -",
@@ -646,6 +722,10 @@ def _metrics_html(variant: Variant) -> str:
         f"{m.zip_bytes:,} B zipped",
         f"params: {m.nonzero_params:,} non-zero of {m.params:,} ({m.sparsity:.1%} sparse) · MACs {m.macs:,}",
     ]
+    if scores:
+        rows.insert(2, f"scores: {scores}")
+    if fidelity and not variant.is_root:
+        rows.insert(2, f"<small>vs baseline: {fidelity}</small>")
     if m.latency_ms_median is not None:
         ratio = (
             ""
@@ -661,5 +741,6 @@ def _metrics_html(variant: Variant) -> str:
     else:
         data = f"{m.samples} samples, {escape(m.dataset.describe())} ({escape(split_rule(m.dataset))})"
     runtime = f"; {escape(m.runtime.describe())}" if m.runtime is not None else ""
-    rows.append(f"<small>measured on {escape(m.host)}{runtime}; data: {data}; input {shapes}</small>")
+    feeding = f"; other inputs: {escape(m.input_spec.describe())}" if m.input_spec is not None else ""
+    rows.append(f"<small>measured on {escape(m.host)}{runtime}; data: {data}; input {shapes}{feeding}</small>")
     return "<br>".join(rows) + "".join(notes)

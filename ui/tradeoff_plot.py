@@ -15,12 +15,56 @@ from workbench.project import Variant
 AXES = {"size": "download size (KiB, xz, log)", "latency": "latency median (ms, this host)"}
 
 
-def quality_of(m: Metrics) -> tuple[float | None, str]:
-    if m.accuracy is not None:
-        return m.accuracy * 100, "accuracy %"
-    if m.agreement is not None:
-        return m.agreement * 100, "agreement with baseline %"
-    return None, ""
+SCORE_LABELS = {
+    "top1": "top-1 accuracy %",
+    "top5": "top-5 accuracy %",
+    "miou": "mIoU %",
+    "pixel_accuracy": "pixel accuracy %",
+    "ctc": "exact match %",
+    "cer": "character error rate %",
+}
+
+
+def quality_of(m: Metrics, key: str | None = None) -> tuple[float | None, str]:
+    """The figure the plot's y-axis shows for ``key`` (None: the headline, accuracy else agreement).
+    Keys: a score id (top1, top5, miou, ctc, cer), ``agreement``, or ``cosine:OUTPUT`` / ``snr:OUTPUT``."""
+    if key is None:
+        if m.accuracy is not None:
+            return m.accuracy * 100, SCORE_LABELS.get(m.metric or "top1", "accuracy %")
+        if m.agreement is not None:
+            return m.agreement * 100, "agreement with baseline %"
+        fidelity = next(iter((m.output_fidelity or {}).values()), None)
+        return (fidelity.cosine * 100, "cosine similarity to baseline %") if fidelity else (None, "")
+    if key == "agreement":
+        return (None if m.agreement is None else m.agreement * 100), "agreement with baseline %"
+    kind, _, output = key.partition(":")
+    if output:
+        fidelity = (m.output_fidelity or {}).get(output)
+        if fidelity is None:
+            return None, key
+        if kind == "cosine":
+            return fidelity.cosine * 100, f"cosine similarity of {output} %"
+        return (fidelity.snr_db if fidelity.snr_db is not None else 100.0), f"SNR of {output} (dB; 100: identical)"
+    value = (m.scores or {}).get(key)
+    return (None if value is None else value * 100), SCORE_LABELS.get(key, f"{key} %")
+
+
+def metric_choices(variants: list[Variant]) -> list[tuple[str, str | None]]:
+    """(label, key) for every figure some variant has: the y-axis can show any of them."""
+    choices: list[tuple[str, str | None]] = [("Headline (accuracy, else agreement)", None)]
+    keys: dict[str, str] = {}
+    for variant in variants:
+        m = variant.metrics
+        if m is None:
+            continue
+        for score in m.scores or {}:
+            keys.setdefault(score, SCORE_LABELS.get(score, score).removesuffix(" %"))
+        if m.agreement is not None:
+            keys.setdefault("agreement", "agreement with baseline")
+        for output in m.output_fidelity or {}:
+            keys.setdefault(f"cosine:{output}", f"cosine similarity: {output}")
+            keys.setdefault(f"snr:{output}", f"SNR: {output}")
+    return choices + [(label, key) for key, label in keys.items()]
 
 
 class TradeoffPlot(QWidget):
@@ -32,6 +76,10 @@ class TradeoffPlot(QWidget):
         self.axis.addItem("Size", "size")
         self.axis.addItem("Latency", "latency")
         self.axis.currentIndexChanged.connect(lambda _i: self.refresh())
+        self.y_metric = QComboBox()
+        self.y_metric.setToolTip("the figure on the y-axis: every metric the project's variants have")
+        self.y_metric.addItem("Headline (accuracy, else agreement)", None)
+        self.y_metric.currentIndexChanged.connect(lambda _i: self.refresh())
         self.plot = pg.PlotWidget(background=None)
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         self.plot.setMenuEnabled(False)
@@ -49,6 +97,8 @@ class TradeoffPlot(QWidget):
         top = QHBoxLayout()
         top.addWidget(QLabel("X axis:"))
         top.addWidget(self.axis)
+        top.addWidget(QLabel("Y axis:"))
+        top.addWidget(self.y_metric, 1)
         top.addStretch(1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -62,6 +112,13 @@ class TradeoffPlot(QWidget):
 
     def set_variants(self, variants: list[Variant], selected_id: str | None) -> None:
         self._variants, self._selected_id = variants, selected_id
+        chosen = self.y_metric.currentData()
+        self.y_metric.blockSignals(True)
+        self.y_metric.clear()
+        for label, key in metric_choices(variants):
+            self.y_metric.addItem(label, key)
+        self.y_metric.setCurrentIndex(max(0, self.y_metric.findData(chosen)))
+        self.y_metric.blockSignals(False)
         self.refresh()
 
     def set_preview(self, metrics: Metrics | None) -> None:
@@ -81,7 +138,7 @@ class TradeoffPlot(QWidget):
         for variant in self._variants:
             if variant.metrics is None:
                 continue
-            x, (y, label) = self._x(variant.metrics), quality_of(variant.metrics)
+            x, (y, label) = self._x(variant.metrics), quality_of(variant.metrics, self.y_metric.currentData())
             if x is None or y is None:
                 continue
             y_label = label
@@ -96,7 +153,8 @@ class TradeoffPlot(QWidget):
                 }
             )
         self.scatter.setData(spots)
-        front_ids = pareto_front([(vid, x, y) for vid, (x, y) in self.points.items()])
+        sign = -1 if self.y_metric.currentData() == "cer" else 1  # an error rate is better lower
+        front_ids = pareto_front([(vid, x, sign * y) for vid, (x, y) in self.points.items()])
         self.front.setData([self.points[i][0] for i in front_ids], [self.points[i][1] for i in front_ids])
         for spot in self.scatter.points():
             if spot.data() in front_ids:
@@ -104,8 +162,9 @@ class TradeoffPlot(QWidget):
         sel = self.points.get(self._selected_id or "")
         self.selected.setData([sel[0]] if sel else [], [sel[1]] if sel else [])
         preview = self._preview
-        if preview is not None and self._x(preview) is not None and quality_of(preview)[0] is not None:
-            self.preview.setData([self._x(preview)], [quality_of(preview)[0]])
+        key = self.y_metric.currentData()
+        if preview is not None and self._x(preview) is not None and quality_of(preview, key)[0] is not None:
+            self.preview.setData([self._x(preview)], [quality_of(preview, key)[0]])
         else:
             self.preview.setData([], [])
         self.plot.setLabel("bottom", AXES["latency" if latency else "size"])
@@ -126,7 +185,7 @@ class TradeoffPlot(QWidget):
             return ""
         m = variant.metrics
         steps = f"{variant.plugin_id} {variant.params}" if variant.plugin_id else "original model"
-        quality, label = quality_of(m)
+        quality, label = quality_of(m, self.y_metric.currentData())
         latency = f"{m.latency_ms_median:.3f} ms" if m.latency_ms_median is not None else "-"
         return (
             f"{variant.name}\n{steps}\n{label}: {quality:.2f}\ndownload: {m.download:,} B "
