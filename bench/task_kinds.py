@@ -225,51 +225,44 @@ def main() -> int:
     shots.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     paddle = ["--scale", str(1 / 255), "--mean", "0.5", "--std", "0.5"]
-
-    (out / "cls").mkdir(parents=True, exist_ok=True)
-    render(out / "cls" / "textlines", args.lines)
-    cls_options = ["--input-shape", "1,3,48,192", "--resize", "48,192", *paddle]
-    kind(
-        "classifier: PaddleOCR text direction",
-        classifier,
-        out / "cls" / "textlines",
-        out / "cls",
-        cls_options,
-        {"x": [1, 3, 48, 192]},
-    )
     paddle_fields = {"scale_edit": f"{1 / 255:.6g}", "mean_edit": "0.5", "std_edit": "0.5"}
-    windowed = [("classifier", classifier, out / "cls" / "textlines", paddle_fields | {"resize_edit": "48, 192"})]
-
-    (out / "rec").mkdir(parents=True, exist_ok=True)
-    render_recognition(out / "rec" / "lines", args.lines)
-    rec_options = ["--input-shape", "1,3,48,320", "--resize", "48,320", *paddle]
-    kind(
-        "sequence recognizer: PaddleOCR PP-OCRv4 (CTC)",
-        recognizer,
-        out / "rec" / "lines",
-        out / "rec",
-        rec_options,
-        {"x": [1, 3, 48, 320]},
-    )
-    windowed.append(
-        ("sequence recognizer", recognizer, out / "rec" / "lines", paddle_fields | {"resize_edit": "48, 320"})
-    )
-
-    (out / "vad").mkdir(parents=True, exist_ok=True)
-    synthesize_audio(out / "vad" / "clips.npz", 40)
-    # Silero's own wrapper feeds 64 samples of context before each 512: frames of 576 every 512
-    vad_options = ["--input-shape", "input=1,576;state=2,1,128", "--frame", "576", "--hop", "512"]
-    kind(
-        "streaming model with state: Silero VAD",
-        vad,
-        out / "vad" / "clips.npz",
-        out / "vad",
-        vad_options,
-        {"input": [1, 576], "state": [2, 1, 128], "sr": []},
-    )
-    windowed.append(("streaming model with state", vad, out / "vad" / "clips.npz", {"frame": "576", "hop": "512"}))
+    # title, model, data (made here), CLI options, input shapes, the data dialog's fields in the window
+    kinds = [
+        (
+            "classifier: PaddleOCR text direction",
+            classifier,
+            out / "cls" / "textlines",
+            lambda path: render(path, args.lines),
+            ["--input-shape", "1,3,48,192", "--resize", "48,192", *paddle],
+            {"x": [1, 3, 48, 192]},
+            paddle_fields | {"resize_edit": "48, 192"},
+        ),
+        (
+            "sequence recognizer: PaddleOCR PP-OCRv4 (CTC)",
+            recognizer,
+            out / "rec" / "lines",
+            lambda path: render_recognition(path, args.lines),
+            ["--input-shape", "1,3,48,320", "--resize", "48,320", *paddle],
+            {"x": [1, 3, 48, 320]},
+            paddle_fields | {"resize_edit": "48, 320"},
+        ),
+        (
+            "streaming model with state: Silero VAD",
+            vad,
+            out / "vad" / "clips.npz",
+            lambda path: synthesize_audio(path, 40),
+            # Silero's own wrapper feeds 64 samples of context before each 512: frames of 576 every 512
+            ["--input-shape", "input=1,576;state=2,1,128", "--frame", "576", "--hop", "512"],
+            {"input": [1, 576], "state": [2, 1, 128], "sr": []},
+            {"frame": "576", "hop": "512"},
+        ),
+    ]
+    for title, model, data, make_data, options, shapes, _fields in kinds:
+        data.parent.mkdir(parents=True, exist_ok=True)
+        make_data(data)
+        kind(title, model, data, data.parent, options, shapes)
     if not args.no_window:
-        for title, model, data, fields in windowed:
+        for title, model, data, _make, _options, _shapes, fields in kinds:
             in_window(title, model, data, fields, shots)
     where = "CLI" if args.no_window else "CLI and window"
     print(

@@ -402,3 +402,24 @@ def test_layer_table_nests_branch_rows_under_their_if(qtbot, branching):
     with qtbot.waitSignal(view.layerSelected) as selected:
         view.select_row(own)
     assert selected.args == [own] and view.table.isExpanded(view.proxy.mapFromSource(else_group))
+
+
+def test_the_sensitivity_sweep_reaches_layers_inside_the_branches(branching):
+    from workbench.datasets import Dataset, DatasetRef
+    from workbench.feeds import ConstantInput, InputSpec
+    from workbench.metrics import MetricSettings
+    from workbench.plugin import discover_plugins
+    from workbench.sensitivity import sweep
+
+    model = branching.with_input_spec(InputSpec(constants={"flag": ConstantInput(dtype="bool", value=1)}))
+    x = RNG.standard_normal((6, 3, 8, 8)).astype(np.float32)
+    data = Dataset(DatasetRef(kind="npz", path="memory"), x, None)
+    fidelity = MetricSettings(metric="fidelity")  # cosine similarity: any change to the output shows
+    report = sweep(model, data, discover_plugins(), sparsities=(0.9,), include_int4=False, samples=6, scoring=fidelity)
+    by_weight = {layer.weight: layer for layer in report.layers}
+    assert set(by_weight) == SUBGRAPH_WEIGHTS | {"stem_w"}
+    # flag is true: the then branch runs, so its weights matter and the else branch's own weight never does
+    untouched = pytest.approx(1.0, abs=1e-7)
+    assert by_weight["else_w"].sparsity_quality["0.9"] == untouched and by_weight["else_w"].int8_quality == untouched
+    assert by_weight["then_w"].sparsity_quality["0.9"] < 0.99
+    assert by_weight["then_w"].int8_quality < 1.0 - 1e-6  # then_w quantized alone changes the output

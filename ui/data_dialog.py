@@ -204,36 +204,37 @@ class DataDialog(QDialog):
         source_row.addWidget(self.path, 1)
         source_row.addWidget(file_button)
         source_row.addWidget(folder_button)
-        prep_box = QGroupBox("Preprocessing")
-        prep = QFormLayout(prep_box)
-        prep.addRow("Preset", self.preset)
-        prep.addRow("Resize (H, W)", self.resize_edit)
-        prep.addRow("Grayscale", self.grayscale)
-        prep.addRow("Scale", self.scale_edit)
-        prep.addRow("Mean", self.mean_edit)
-        prep.addRow("Std", self.std_edit)
-        prep.addRow("Layout", self.layout_combo)
-        prep.addRow("Limit (evaluation samples)", self.limit)
-        score_box = QGroupBox("Scoring")
-        score = QFormLayout(score_box)
-        score.addRow("Metric", self.metric_combo)
-        score.addRow("Charset", self.charset)
-        score.addRow("Class names", self.class_names)
-        inputs_box = QGroupBox("Other inputs (the project's input spec)")
-        inputs = QFormLayout(inputs_box)
-        inputs.addRow("Constants", self.constants)
-        inputs.addRow("State", self.state)
-        inputs.addRow("Frame (streams)", self.frame)
-        inputs.addRow("Hop", self.hop)
-        self.audio_box = QGroupBox("Audio front end (stored with the project, shipped in the bundle)")
-        audio = QFormLayout(self.audio_box)
-        audio.addRow("Features", self.audio_kind)
-        audio.addRow("Mel bands", self.mels)
-        audio.addRow("MFCC coefficients", self.mfcc)
-        audio.addRow("Window", self.window_samples)
-        audio.addRow("Hop", self.hop_samples)
-        audio.addRow("Clip (s)", self.clip_seconds)
-        audio.addRow("Model input", self.frames_label)
+        prep_box = _form_box(
+            "Preprocessing",
+            ("Preset", self.preset),
+            ("Resize (H, W)", self.resize_edit),
+            ("Grayscale", self.grayscale),
+            ("Scale", self.scale_edit),
+            ("Mean", self.mean_edit),
+            ("Std", self.std_edit),
+            ("Layout", self.layout_combo),
+            ("Limit (evaluation samples)", self.limit),
+        )
+        score_box = _form_box(
+            "Scoring", ("Metric", self.metric_combo), ("Charset", self.charset), ("Class names", self.class_names)
+        )
+        inputs_box = _form_box(
+            "Other inputs (the project's input spec)",
+            ("Constants", self.constants),
+            ("State", self.state),
+            ("Frame (streams)", self.frame),
+            ("Hop", self.hop),
+        )
+        self.audio_box = _form_box(
+            "Audio front end (stored with the project, shipped in the bundle)",
+            ("Features", self.audio_kind),
+            ("Mel bands", self.mels),
+            ("MFCC coefficients", self.mfcc),
+            ("Window", self.window_samples),
+            ("Hop", self.hop_samples),
+            ("Clip (s)", self.clip_seconds),
+            ("Model input", self.frames_label),
+        )
         self.audio_box.hide()
         left = QVBoxLayout()
         left.addWidget(prep_box)
@@ -475,6 +476,14 @@ class DataDialog(QDialog):
     def done(self, result: int) -> None:
         self.jobs.shutdown()
         super().done(result)
+
+
+def _form_box(title: str, *rows: tuple[str, QWidget]) -> QGroupBox:
+    box = QGroupBox(title)
+    form = QFormLayout(box)
+    for label, widget in rows:
+        form.addRow(label, widget)
+    return box
 
 
 def _read_preview(ref: DatasetRef) -> list:

@@ -124,6 +124,7 @@ def _build_parser() -> argparse.ArgumentParser:
     trainer.add_argument("--width", type=float, default=1.0, help="width multiplier")
     trainer.add_argument("--epochs", type=_positive, default=8)
     trainer.add_argument("--lr", type=float, default=0.002)
+    trainer.add_argument("--seed", type=int, default=0, help="seeds the initial weights and the batch order")
     trainer.add_argument("-o", "--output", required=True, help="checkpoint to write (.pt, weights only)")
     _preprocessing_args(trainer)
     trainer.set_defaults(handler=_cmd_train)
@@ -344,8 +345,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
         rows.append(
             [
                 str(i),
-                _clip(layer.name, 36),
-                layer.op_type,
+                _clip("· " * layer.depth + layer.name, 36),  # rows inside If/Loop/Scan subgraphs are indented
+                layer.op_type + (f" ({layer.branch_taken})" if layer.branch_taken else ""),
                 _clip(" ".join(_shape(s) for s in layer.input_shapes[:2]), 28),
                 _shape(layer.output_shapes[0]) if layer.output_shapes else "-",
                 f"{layer.params:,}",
@@ -549,9 +550,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     kwargs = {"num_classes": int(dataset.y.max()) + 1, "in_channels": int(dataset.x.shape[1])}
     if args.arch != "lenet5" or args.width != 1.0:
         kwargs["width"] = args.width
+    torch.manual_seed(args.seed)  # the initial weights, so the same command gives the same checkpoint
     module = architecture.build(**kwargs)
     with _progress("training") as task:
-        losses = train(module, dataset.x, labels=dataset.y, epochs=args.epochs, lr=args.lr, task=task)
+        losses = train(module, dataset.x, labels=dataset.y, epochs=args.epochs, lr=args.lr, seed=args.seed, task=task)
     buffer = io.BytesIO()
     shape = [1, *dataset.x.shape[1:]]
     torch.save(

@@ -7,6 +7,7 @@ overrides), the layers to keep in float when quantizing, and a precision per lay
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -132,7 +133,7 @@ def sweep(
     results = []
     steps = max(len(layers) * (len(sparsities) + (1 if quantize else 0) + (1 if int4 else 0)), 1)
     done = 0
-    all_nodes = [n.name for n in onnx_model.to_onnx().graph.node]
+    all_weights = [weight for weight, _node, _params in layers]
     for weight, node, params in layers:
         curve = {}
         for sparsity in sparsities:
@@ -143,7 +144,7 @@ def sweep(
         int8_quality = None
         if quantize is not None:
             task.report(done / steps, f"{node}: int8 weights")
-            others = [n for n in all_nodes if n != node]
+            others = [w for w in all_weights if w != weight]  # by weight: subgraph nodes are excluded too
             quantized = run_plugin(
                 quantize, onnx_model, {"mode": "weight_only", "simplify_first": False, "exclude": others}
             )
@@ -152,7 +153,7 @@ def sweep(
         int4_quality = None
         if int4 is not None:
             task.report(done / steps, f"{node}: int4 weights")
-            others = [n for n in all_nodes if n != node]
+            others = [w for w in all_weights if w != weight]
             int4_quality = quality(run_plugin(int4, onnx_model, {"exclude": others}))
             done += 1
         results.append(
@@ -175,17 +176,8 @@ def sweep(
 
 
 def _prunable_layers(model: Model) -> list[tuple[str, str, int]]:
-    """(weight name, node name, weight count) for Conv/Gemm/MatMul nodes with an initializer weight."""
-    proto = model.to_onnx()
-    sizes = {}
-    for init in proto.graph.initializer:
-        count = 1
-        for dim in init.dims:
-            count *= dim
-        sizes[init.name] = count
-    found = []
-    for node in proto.graph.node:
-        weighted = node.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul") and len(node.input) > 1
-        if weighted and sizes.get(node.input[1], 0) > 1:
-            found.append((node.input[1], node.name, sizes[node.input[1]]))
-    return found
+    """(weight name, node name, weight count) for every Conv/Gemm/MatMul weight, in the main graph and
+    inside If/Loop/Scan subgraphs (a streaming model keeps all of its layers in a branch)."""
+    from workbench.weight_codec import weight_slots
+
+    return [(slot.name, slot.node, math.prod(slot.shape)) for slot in weight_slots(model.to_onnx())]
