@@ -1,6 +1,7 @@
-"""Render the main views to PNG for the README: empty state, loaded model, two variants, graph tab.
+"""Render the main views to PNG for the README: empty state, loaded model, two variants, graph tab, ...,
+and the edge targets (placement per layer, graph colours, the microcontroller memory timeline).
 
-Usage: QT_QPA_PLATFORM=offscreen QTWEBENGINE_DISABLE_SANDBOX=1 python docs/screenshots.py [OUT_DIR]
+Usage: QT_QPA_PLATFORM=offscreen QTWEBENGINE_DISABLE_SANDBOX=1 python docs/screenshots.py [OUT_DIR] [--edge-only]
 Uses a temporary config/cache/projects folder, so the user's settings are untouched.
 """
 
@@ -44,8 +45,34 @@ def _speech_folder(scratch: Path) -> Path:
     return root
 
 
+def edge_shots(app, window, out: Path) -> None:
+    """The Target column and graph colours for a device, then a microcontroller export's memory timeline."""
+    window.select_variant(window.ws.project.root.id)
+    panel = window.device_panel
+    panel.combo.setCurrentIndex(panel.combo.findData("coral-edgetpu"))
+    window.tabs.setCurrentIndex(0)
+    window.layers.select_row(7)
+    app.processEvents()
+    window.grab().save(str(out / "10-placement.png"))
+    window.tabs.setCurrentWidget(window.graph)
+    window.graph.color_mode.setCurrentIndex(window.graph.color_mode.findData("quant-snr"))
+    wait_for(app, lambda: window.graph.coloured > 0, 120)
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.05)
+    window.grab().save(str(out / "11-graph-colours.png"))
+    panel.combo.setCurrentIndex(panel.combo.findData("cortex-m7"))
+    window.export_to(Path(tempfile.mkdtemp(prefix="workbench-shot-bundle-")))
+    wait_for(app, lambda: not window.jobs.busy, 300)
+    app.processEvents()
+    window.grab().save(str(out / "12-memory.png"))
+
+
 def main() -> None:
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "screenshots")
+    edge_only = "--edge-only" in sys.argv
+    args = [a for a in sys.argv[1:] if a != "--edge-only"]
+    out = Path(args[0] if args else Path(__file__).parent / "screenshots")
     out.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="workbench-shots-"))
     for name in ("CONFIG", "CACHE", "PROJECTS"):
@@ -66,6 +93,10 @@ def main() -> None:
 
     window.open_demo()
     wait_for(app, lambda: window.ws.project is not None and not window.jobs.busy, 300)
+    if edge_only:
+        edge_shots(app, window, out)
+        window.close()
+        return
     window.layers.select_row(0)
     app.processEvents()
     window.grab().save(str(out / "2-loaded.png"))
@@ -126,6 +157,7 @@ def main() -> None:
     window.tabs.setCurrentWidget(window.confusion)
     app.processEvents()
     window.grab().save(str(out / "8-confusion.png"))
+    edge_shots(app, window, out)
     window.close()
     print(f"wrote {', '.join(sorted(p.name for p in out.glob('*.png')))} to {out}")
 

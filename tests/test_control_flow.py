@@ -387,9 +387,9 @@ def test_layer_table_nests_branch_rows_under_their_if(qtbot, branching):
     then_group, else_group = model.index(0, 0, gate), model.index(1, 0, gate)
     assert (model.data(then_group), model.rowCount(then_group)) == ("then_branch", 4)
     assert (model.data(else_group), model.rowCount(else_group)) == ("else_branch", 4)
-    assert model.data(model.index(0, 6, gate)) == f"{THEN_MACS:,}"
-    assert model.data(model.index(1, 6, gate)) == f"{ELSE_MACS:,}"  # the else group's MACs
-    assert model.data(model.index(0, 4, gate)) == f"{4 * 4 * 3 * 3 + 256 * 10:,}"  # the then group's params
+    assert model.data(model.index(0, 7, gate)) == f"{THEN_MACS:,}"
+    assert model.data(model.index(1, 7, gate)) == f"{ELSE_MACS:,}"  # the else group's MACs
+    assert model.data(model.index(0, 5, gate)) == f"{4 * 4 * 3 * 3 + 256 * 10:,}"  # the then group's params
 
     view.filter.setText("else_fc_own")  # a nested match keeps the rows leading to it
     proxy = view.proxy

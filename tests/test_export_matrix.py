@@ -62,7 +62,10 @@ def test_every_variant_exports_or_is_refused_with_a_fix(matrix_project, tmp_path
     checks = verify_bundle(bundle, runs=5, tolerance=10.0)
     wrong = [f"{c.figure}: {c.detail}" for c in checks if c.ok is False]
     assert not wrong, wrong
-    assert {c.figure for c in checks if c.ok} >= {"accuracy", "artifact size", "latency ratio"}
+    expected = {"accuracy", "artifact size", "latency ratio"}
+    if manifest["runtime"]["runtime"] == "tflite-micro":  # host timing of MCU kernels is reported, not compared
+        expected = expected - {"latency ratio"} | {"TFLM arena"}
+    assert {c.figure for c in checks if c.ok} >= expected
 
 
 def test_the_matrix_exports_most_cells(matrix_project, tmp_path):
@@ -74,6 +77,6 @@ def test_the_matrix_exports_most_cells(matrix_project, tmp_path):
     plans = {(v, d): plan_export(project, ids[v], devices[d]) for v in VARIANTS for d in devices}
     exported = {cell for cell, plan in plans.items() if plan.ok}
     for variant in ("fp32", "pruned"):
-        assert {(variant, d) for d in devices if d != "coral-edgetpu"} <= exported
+        assert {(variant, d) for d in devices} <= exported
     assert ("int8 weight-only", "intel-openvino") in exported and ("int8 weight-only", "cortex-m7") in exported
     assert ("int8 static QDQ", "phone") in exported and ("int4", "x86-server") in exported

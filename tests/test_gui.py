@@ -171,9 +171,16 @@ def test_device_picker_shows_budgets_estimates_and_refusals(qtbot, window, demo_
     panel = window.device_panel
     panel.combo.setCurrentIndex(panel.combo.findData("cortex-m7"))
     assert "Estimated on" in panel.estimates.text() and "not measured" in panel.estimates.text()
-    assert panel.export_button.isEnabled() and "int8-weights" in panel.estimates.text()
+    assert "TensorFlow Lite Micro" in panel.estimates.text()
+    # full int8 calibrates on the calibration split: refused until the project has data
+    assert not panel.export_button.isEnabled() and "calibration split" in panel.messages.text()
     panel.combo.setCurrentIndex(panel.combo.findData("coral-edgetpu"))
-    assert not panel.export_button.isEnabled() and "ai-edge-torch" in panel.messages.text()
+    assert "int8, LiteRT (.tflite)" in panel.estimates.text() and "calibration split" in panel.messages.text()
+    panel.combo.setCurrentIndex(panel.combo.findData("phone"))
+    assert panel.export_button.isEnabled() and "ExecuTorch" in panel.estimates.text()
+    panel.profiles["x86-server"] = panel.profiles["x86-server"].model_copy(update={"storage_bytes": 1000})
+    panel.combo.setCurrentIndex(panel.combo.findData("x86-server"))
+    assert not panel.export_button.isEnabled() and "storage" in panel.messages.text()
 
 
 def test_layer_override_from_the_table_reaches_the_plugin(qtbot, window, demo_checkpoint):
@@ -226,6 +233,13 @@ def test_graph_tab_embeds_netron_and_finds_the_selected_layer(qtbot, demo_onnx):
         return bool(found and found[-1])
 
     qtbot.waitUntil(netron_found_conv, timeout=60_000)
+    # nodes take the colours of a layer figure, and get netron's own back
+    from workbench.layer_colors import LayerValue
+
+    view.color_nodes([LayerValue("/0/0.0/Conv", 1.0, "unsupported"), LayerValue("/1/1.1/Gemm", 0.0, "runs")])
+    qtbot.waitUntil(lambda: view.coloured == 2, timeout=60_000)
+    view.color_nodes([])
+    qtbot.waitUntil(lambda: view.coloured == 0, timeout=10_000)
     view.stop()
 
 
@@ -447,3 +461,44 @@ def test_the_data_dialog_proposes_an_audio_front_end_shaped_like_the_model(qtbot
     dialog.window_samples.setValue(20000)  # longer than the clip: refused as one line, nothing attached
     with pytest.raises(WorkbenchError, match="the audio front end is not valid"):
         dialog.settings()
+
+
+def test_the_layer_table_says_where_each_layer_runs_and_the_memory_tab_shows_the_tflm_arena(
+    qtbot, window, demo_checkpoint, tmp_path
+):
+    import json
+
+    from workbench.ui.layer_table import TARGET
+
+    open_demo_model(qtbot, window, demo_checkpoint)
+    panel = window.device_panel
+    # an Edge TPU whose table lacks fully-connected layers: the first Gemm and everything after it fall back
+    coral = panel.profiles["coral-edgetpu"]
+    panel.profiles["coral-edgetpu"] = coral.model_copy(
+        update={"target_ops": [op for op in coral.target_ops if op != "FULLY_CONNECTED"]}
+    )
+    panel.combo.setCurrentIndex(panel.combo.findData("coral-edgetpu"))
+    model = window.layers.model
+    column = {model.layers[i].op_type + str(i): model.index(i, TARGET).data() for i in range(len(model.layers))}
+    first_gemm = next(i for i, layer in enumerate(model.layers) if layer.op_type == "Gemm")
+    assert all(column[model.layers[i].op_type + str(i)] == "runs on the target" for i in range(first_gemm))
+    assert all(column[model.layers[i].op_type + str(i)] == "falls back" for i in range(first_gemm, len(model.layers)))
+    assert "fall back to the CPU" in panel.messages.text()
+    # full int8 calibrates on the calibration split: without data the export is refused before it starts
+    panel.combo.setCurrentIndex(panel.combo.findData("cortex-m7"))
+    assert not panel.export_button.isEnabled() and "calibration split" in panel.messages.text()
+    from workbench.datasets import mnist_sample_ref
+
+    window.ws.project.set_dataset(mnist_sample_ref("evaluation", limit=100))
+    panel.combo.setCurrentIndex(panel.combo.findData("x86-server"))
+    panel.combo.setCurrentIndex(panel.combo.findData("cortex-m7"))
+    assert panel.export_button.isEnabled() and model.index(0, TARGET).data() == "runs on the target"
+    # a microcontroller export shows its measured memory timeline
+    window.export_to(tmp_path / "exports")
+    wait_idle(qtbot, window)
+    assert window.last_bundle is not None, window.notice.message.text()
+    assert window.tabs.currentWidget() is window.memory and window.memory.peak is not None
+    tflm = json.loads((window.last_bundle / "manifest.json").read_text())["format_report"]["tflm"]
+    assert window.memory.peak["live_bytes"] <= tflm["arena_head_bytes"] and "measured by TFLM" in (
+        window.memory.title.text()
+    )

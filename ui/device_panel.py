@@ -56,10 +56,14 @@ class DevicePanel(QGroupBox):
             bar.setStyleSheet(
                 "QProgressBar::chunk { background: %s; }" % ("#c62828" if budget.fraction > 1 else "#2e7d32")
             )
+        from workbench.exporters import get_exporter
+
         latency = "?" if plan.latency_estimate_s is None else f"{plan.latency_estimate_s * 1000:.3f} ms"
+        formats = ", ".join([get_exporter(plan.format).label, *(get_exporter(f).label for f in plan.also)])
         self.estimates.setText(
             f"<b>Estimated on {plan.device.name}</b> (from its profile, not measured): latency ≈ {latency}, "
-            f"energy ≈ {plan.energy_estimate_j * 1000:.4f} mJ per inference · exports as {plan.export_precision}"
+            f"energy ≈ {plan.energy_estimate_j * 1000:.4f} mJ per inference · exports as {plan.export_precision}, "
+            f"{formats}"
         )
         lines = [f"<span style='color:#b3261e'>✗ {r}</span>" for r in plan.refusals]
         lines += [f"<span style='color:#a05a00'>⚠ {w}</span>" for w in plan.warnings]

@@ -15,12 +15,28 @@ from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import QHeaderView, QLabel, QLineEdit, QMenu, QTreeView, QVBoxLayout, QWidget
 
 from workbench.analysis import Analysis, LayerInfo
+from workbench.placement import LayerPlacement
 
-COLUMNS = ["Layer", "Op", "Input shapes", "Output shape", "Params", "Sparsity", "MACs", "Weight bytes", "Act. bytes"]
-NUMERIC = {4, 5, 6, 7, 8}
+COLUMNS = [
+    "Layer",
+    "Op",
+    "Target",
+    "Input shapes",
+    "Output shape",
+    "Params",
+    "Sparsity",
+    "MACs",
+    "Weight bytes",
+    "Act. bytes",
+]
+TARGET = 2  # where the layer runs on the device chosen in the export panel
+MACS = 7
+NUMERIC = {5, 6, 7, 8, 9}
 FILTER_ROLE = Qt.ItemDataRole.UserRole + 1  # what the filter matches: full names, not shortened ones
 _ROOT = -1
 _NOT_TAKEN = QColor("#9e9e9e")
+# The placement colours, shared with the graph view.
+PLACEMENT_COLORS = {"runs on the target": "#2e7d32", "falls back": "#ef6c00", "unsupported": "#c62828"}
 
 
 def _shape(shape: tuple[int, ...] | None) -> str:
@@ -53,6 +69,16 @@ class LayerTableModel(QAbstractItemModel):
         self._nodes: list[_Node] = []
         self._top: list[int] = []
         self._node_of_layer: list[int] = []
+        self.placements: dict[str, LayerPlacement] = {}
+        self.placement_device = ""
+
+    def set_placements(self, placements: list[LayerPlacement], device: str) -> None:
+        """Where each layer runs on ``device`` (the export panel's choice), shown in the Target column."""
+        self.placements = {p.layer: p for p in placements}
+        self.placement_device = device
+        if self._nodes:
+            last = len(self._top) - 1
+            self.dataChanged.emit(self.index(0, TARGET), self.index(max(last, 0), TARGET))
 
     def set_analysis(self, analysis: Analysis | None) -> None:
         self.beginResetModel()
@@ -180,13 +206,20 @@ class LayerTableModel(QAbstractItemModel):
             return layer.name if column == 0 else self.data(index, Qt.ItemDataRole.DisplayRole)
         if role == Qt.ItemDataRole.ToolTipRole and column == 0:
             return self._tooltip(layer, node)
-        if role == Qt.ItemDataRole.ToolTipRole and column == 6 and layer.branch_macs:
+        if role == Qt.ItemDataRole.ToolTipRole and column == MACS and layer.branch_macs:
             return self._macs_tooltip(layer)
+        placement = self.placements.get(layer.name)
+        if column == TARGET and placement is not None:
+            if role == Qt.ItemDataRole.ForegroundRole:
+                return QBrush(QColor(PLACEMENT_COLORS[placement.where]))
+            if role == Qt.ItemDataRole.ToolTipRole:
+                return f"{placement.where} on {self.placement_device}: {placement.reason}"
         if role != Qt.ItemDataRole.DisplayRole:
             return None
         return [
             node.label,
             layer.op_type,
+            "" if placement is None else placement.where,
             "  ".join(_shape(s) for s in layer.input_shapes[:2]),
             _shape(layer.output_shapes[0]) if layer.output_shapes else "-",
             f"{layer.params:,}",
@@ -201,7 +234,7 @@ class LayerTableModel(QAbstractItemModel):
         per_iteration = owner.op_type in ("Loop", "Scan")
         if role == Qt.ItemDataRole.UserRole:
             macs = -1 if node.macs is None else node.macs
-            return [node.row, "", "", "", node.params, 0.0, macs, node.weight_bytes, -1][column]
+            return [node.row, "", "", "", "", node.params, 0.0, macs, node.weight_bytes, -1][column]
         if role == FILTER_ROLE:
             return self._group_data(node, column, Qt.ItemDataRole.DisplayRole)
         if role == Qt.ItemDataRole.FontRole and column == 0:
@@ -224,7 +257,7 @@ class LayerTableModel(QAbstractItemModel):
         sparsity = "-" if node.params == 0 else f"{1.0 - node.nonzero / node.params:.1%}"
         macs = "?" if node.macs is None else f"{node.macs:,}" + (" /iter" if per_iteration else "")
         count = f"{node.layer_count} layer" + ("" if node.layer_count == 1 else "s")
-        return [label, count, "", "", f"{node.params:,}", sparsity, macs, f"{node.weight_bytes:,}", ""][column]
+        return [label, count, "", "", "", f"{node.params:,}", sparsity, macs, f"{node.weight_bytes:,}", ""][column]
 
     def _tooltip(self, layer: LayerInfo, node: _Node) -> str:
         text = f"{layer.name}\nweights: {', '.join(layer.weight_names) or 'none'}"
@@ -248,11 +281,12 @@ class LayerTableModel(QAbstractItemModel):
             rule = "counts the body's MACs times the iterations (per iteration: the body's row)"
         return f"MACs per subgraph: {parts}; this row {rule}"
 
-    @staticmethod
-    def _sort_key(layer: LayerInfo, column: int) -> Any:
+    def _sort_key(self, layer: LayerInfo, column: int) -> Any:
+        placement = self.placements.get(layer.name)
         values = [
             layer.name,
             layer.op_type,
+            "" if placement is None else placement.where,
             str(layer.input_shapes),
             str(layer.output_shapes),
             layer.params,
@@ -327,7 +361,7 @@ class LayerTableView(QWidget):
             + f" · peak activations ≈{analysis.peak_activation_bytes / 1024:,.1f} KiB (estimate)"
             + f" · input {analysis.input_shapes.describe() if analysis.input_shapes else '?'}"
         )
-        for column, width in enumerate([170 + 30 * (nested > 0), 90, 150, 100, 70, 65, 90, 90]):
+        for column, width in enumerate([170 + 30 * (nested > 0), 90, 115, 150, 100, 70, 65, 90, 90]):
             self.table.setColumnWidth(column, width)
 
     def select_row(self, source_row: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from workbench.ui.device_panel import DevicePanel
 from workbench.ui.graph_view import GraphView
 from workbench.ui.jobs import JobRunner
 from workbench.ui.layer_table import LayerTableView
+from workbench.ui.memory_view import MemoryView
 from workbench.ui.notice import NoticeBar
 from workbench.ui.params_form import ParamsForm
 from workbench.ui.sensitivity_panel import SensitivityPanel
@@ -66,6 +68,8 @@ class MainWindow(QMainWindow):
         self.layers = LayerTableView()
         self.details = DetailsPanel()
         self.graph = GraphView(use_webengine=use_webengine)
+        self._placements: list = []  # where each layer runs on the export panel's device
+        self.last_bundle: Path | None = None
         self.plot = TradeoffPlot()
         self.sensitivity = SensitivityPanel()
         self._build_plugin_panel()
@@ -149,6 +153,8 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.sensitivity, "Sensitivity")
         self.confusion = ConfusionView()
         self.tabs.addTab(self.confusion, "Confusion")
+        self.memory = MemoryView()
+        self.tabs.addTab(self.memory, "Memory")
         self.center = QStackedWidget()
         self.center.addWidget(self.empty)
         self.center.addWidget(self.tabs)
@@ -243,6 +249,7 @@ class MainWindow(QMainWindow):
         self.discard_button.clicked.connect(self.discard_preview)
         self.export_button.clicked.connect(self.choose_export)
         self.device_panel.deviceChanged.connect(self._update_device_plan)
+        self.graph.colorModeChanged.connect(self._update_graph_colors)
         self.tabs.currentChanged.connect(lambda _i: self._sync_graph())
         self.sensitivity.runRequested.connect(self.run_sensitivity)
         self.sensitivity.overridesProposed.connect(self._use_overrides)
@@ -583,6 +590,10 @@ class MainWindow(QMainWindow):
         from PySide6.QtGui import QDesktopServices
 
         self.last_bundle = bundle
+        report = json.loads((bundle / "manifest.json").read_text(encoding="utf-8")).get("format_report", {})
+        if "tflm" in report:
+            self.memory.show_report(report["tflm"], self.device_panel.device().name)
+            self.tabs.setCurrentWidget(self.memory)
         self.notice.show_message(
             f"Exported and verified: {bundle}",
             level="success",
@@ -595,9 +606,34 @@ class MainWindow(QMainWindow):
             self.device_panel.show_plan(None)
             return
         try:
-            self.device_panel.show_plan(plan_export(self.ws.project, self.ws.current_id, device))
+            plan = plan_export(self.ws.project, self.ws.current_id, device)
         except Exception as exc:
             self.device_panel.show_error(str(exc))
+            return
+        self.device_panel.show_plan(plan)
+        self._placements = plan.placements
+        self.layers.model.set_placements(plan.placements, device.name)
+        self.layers.table.viewport().update()
+        self._update_graph_colors()
+
+    def _update_graph_colors(self) -> None:
+        from workbench.layer_colors import COLOR_MODES, layer_values
+
+        mode = self.graph.color_mode.currentData()
+        if mode is None or self.ws.project is None or self.ws.current_id is None:
+            self.graph.color_nodes([])
+            return
+        metrics = self.ws.require_project().get(self.ws.current_id).metrics
+        values = layer_values(mode, self.ws.analysis(), self.ws.model(), self._placements, metrics)
+        scale = {
+            "placement": "green runs on the target · amber falls back · red unsupported",
+            "sparsity": "green sparse · red dense",
+            "quant-snr": "green ≥ 40 dB · red ≤ 20 dB (hover a node for its figure and source)",
+            "latency-share": "green small · red ≥ 25 % (hover a node: measured profile or MAC estimate)",
+        }[mode]
+        device = self.device_panel.device()
+        where = f" on {device.name}" if mode == "placement" and device is not None else ""
+        self.graph.color_nodes(values, f"{COLOR_MODES[mode]}{where}: {scale}")
 
     # --- refresh ----------------------------------------------------------------------------------
     def refresh(self) -> None:

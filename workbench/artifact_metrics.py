@@ -22,13 +22,14 @@ from workbench.evaluate import (
     interleaved_latency,
     score_outputs,
 )
+from workbench.exporters import artifact_files
 from workbench.feeds import InputSpec, random_inputs_for, run_dataset
 from workbench.metrics import MetricSettings
 from workbench.plugin import Task
 from workbench.runtime import RuntimeSettings, make_session, run_session, settings_for
 
 if TYPE_CHECKING:
-    from workbench.device_export import BundleRuntime
+    from workbench.exporters import BundleRuntime
     from workbench.model import Model
 
 MAX_TIMED_RUNS = 4000
@@ -105,11 +106,6 @@ def evaluation_data(ref: DatasetRef | None, model: Model) -> Dataset:
     data = load_dataset(ref)
     check_dataset_fits(data, model.concrete_shapes(), model.input_spec)
     return data
-
-
-def artifact_files(folder: Path, runtime: BundleRuntime) -> list[Path]:
-    main = folder / runtime.file
-    return [main, main.with_suffix(".bin")] if runtime.settings.runtime == "openvino" else [main]
 
 
 def timed_runs(

@@ -3,7 +3,9 @@ exactly as its ``run.py`` does (the manifest's ``runtime`` section), and say whi
 
 Checked: every file's bytes and sha256 (exactly), the artifact's size (exactly), its accuracy on the
 evaluation split the manifest names (exactly: the same samples, one at a time), and its latency ratio
-against the fp32 baseline (within a tolerance, 15 % by default: timing on a shared host is noisy).
+against the fp32 baseline (within a tolerance, 15 % by default: timing on a shared host is noisy), the
+same for every further artifact the bundle holds (the phone's ``.pte``), and what only a format has (a
+TensorFlow Lite Micro arena, recomputed by TFLM from the file).
 """
 
 from __future__ import annotations
@@ -11,9 +13,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from workbench.errors import WorkbenchError
 from workbench.plugin import Task
+
+if TYPE_CHECKING:
+    from workbench.artifact_metrics import ArtifactMetrics
+    from workbench.datasets import Dataset
+    from workbench.exporters import BundleRuntime
 
 LATENCY_TOLERANCE = 0.15
 
@@ -36,7 +44,7 @@ def verify_bundle(
 ) -> list[Check]:
     from pydantic import ValidationError
 
-    from workbench.artifact_metrics import ArtifactMetrics, artifact_metrics
+    from workbench.artifact_metrics import ArtifactMetrics
     from workbench.datasets import load_dataset
     from workbench.device_export import BundleRuntime, open_artifact
     from workbench.fileio import sha256_bytes
@@ -81,13 +89,49 @@ def verify_bundle(
             Check("latency ratio", None, "the fp32 baseline is not here; pass --baseline (the project's root model)")
         )
     shapes = {k: tuple(v) for k, v in manifest["input_shapes"].items()}
+    common = {"dataset": dataset, "shapes": shapes, "baseline": baseline_bytes, "tolerance": tolerance, "task": task}
+    checks += _artifact_checks(bundle, runtime, artifact, claimed, runs, manifest.get("format_report"), **common)
+    for entry in manifest.get("also", []):
+        extra = BundleRuntime.from_json(entry.get("runtime"), manifest_path)
+        try:
+            extra_claimed = ArtifactMetrics.model_validate(entry["metrics"])
+        except (KeyError, TypeError, ValidationError):
+            checks.append(Check(f"{extra.file}", False, "its figures in the manifest are not readable"))
+            continue
+        opened = open_artifact(bundle, extra)
+        checks += _artifact_checks(
+            bundle, extra, opened, extra_claimed, runs, entry.get("format_report"), prefix=f"{extra.file} ", **common
+        )
+    return checks
+
+
+def _artifact_checks(
+    bundle: Path,
+    runtime: BundleRuntime,
+    artifact: Any,
+    claimed: ArtifactMetrics,
+    runs: int | None,
+    format_report: dict | None,
+    *,
+    dataset: Dataset,
+    shapes: dict[str, tuple[int, ...]],
+    baseline: bytes | None,
+    tolerance: float,
+    task: Task | None,
+    prefix: str = "",
+) -> list[Check]:
+    """The figures of one artifact of the bundle, recomputed in its runtime and compared with the claims."""
+    from workbench.artifact_metrics import artifact_metrics
+    from workbench.exporters import exporter_for_runtime
+
+    checks: list[Check] = []
     measured, _outputs = artifact_metrics(
         artifact,
         runtime,
         dataset,
         shapes,
         folder=bundle,
-        baseline=baseline_bytes,
+        baseline=baseline,
         runs=runs or claimed.latency_runs,
         task=task,
         input_spec=claimed.input_spec,
@@ -95,14 +139,14 @@ def verify_bundle(
     )
     checks.append(
         Check(
-            "artifact size",
+            f"{prefix}artifact size",
             measured.artifact_bytes == claimed.artifact_bytes,
             f"{measured.artifact_bytes:,} B here, {claimed.artifact_bytes:,} B in the manifest",
         )
     )
     checks.append(
         Check(
-            "samples",
+            f"{prefix}samples",
             measured.samples == claimed.samples,
             f"{measured.samples} here, {claimed.samples} in the manifest ({dataset.ref.describe()})",
         )
@@ -117,18 +161,33 @@ def verify_bundle(
         else:  # scores other than top-1 are fractions of the same outputs: equal or not
             same = measured.accuracy == claimed.accuracy and measured.samples == claimed.samples
             detail = f"{measured.metric} {_pct(measured.accuracy)} here, {_pct(claimed.accuracy)} in the manifest"
-        checks.append(Check("accuracy", same, detail))
-    if baseline_bytes is not None and measured.latency_ratio and claimed.latency_ratio:
+        checks.append(Check(f"{prefix}accuracy", same, detail))
+    exporter = exporter_for_runtime(runtime.settings.runtime)
+    if not exporter.host_latency_meaningful and measured.latency_ratio and claimed.latency_ratio:
+        checks.append(
+            Check(
+                f"{prefix}latency ratio",
+                None,
+                f"{measured.latency_ratio:.3f}x here, {claimed.latency_ratio:.3f}x in the manifest: not compared, "
+                f"{runtime.settings.runtime} runs reference kernels on this host and its timing says nothing of "
+                "the device's (the profile's estimate stands for that)",
+            )
+        )
+    elif baseline is not None and measured.latency_ratio and claimed.latency_ratio:
         drift = measured.latency_ratio / claimed.latency_ratio - 1
         checks.append(
             Check(
-                "latency ratio",
+                f"{prefix}latency ratio",
                 abs(drift) <= tolerance,
                 f"{measured.latency_ratio:.3f}x the fp32 baseline here ({measured.latency_ms_median:.3f} vs "
                 f"{measured.baseline_latency_ms_median:.3f} ms), {claimed.latency_ratio:.3f}x in the manifest "
                 f"({drift:+.1%}; tolerance ±{tolerance:.0%})",
             )
         )
+    exporter = exporter_for_runtime(runtime.settings.runtime)
+    checks += [
+        Check(prefix + name, ok, detail) for name, ok, detail in exporter.recheck(bundle, runtime, format_report)
+    ]
     return checks
 
 

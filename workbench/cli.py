@@ -144,6 +144,12 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("--device", required=True, help="device profile id (see: workbench devices)")
     export.add_argument("-o", "--output", required=True, help="folder to write the bundle into")
     export.add_argument("--fleet", choices=["greengrass", "azure"], help="also write fleet packaging")
+    export.add_argument(
+        "--precision",
+        choices=["fp32", "fp16", "int8-weights", "int8"],
+        help="precision the exporter writes (LiteRT: fp32, fp16, int8-weights = dynamic int8, int8 = full int8 "
+        "calibrated on the calibration split); default: the profile's, else the variant's",
+    )
     export.add_argument("--data", help="verification data for a model file (default: the project's, else random)")
     export.add_argument("--input-shape", help="input shape for a model file with dynamic dimensions")
     _preprocessing_args(export)
@@ -291,7 +297,7 @@ def _scoring(args: argparse.Namespace, model):
         except (OSError, UnicodeDecodeError) as exc:
             raise WorkbenchError(f"{path}: cannot read the charset ({exc.strerror or exc})") from None
         source = str(path)
-    elif model.onnx_proto is not None:
+    elif model is not None and model.onnx_proto is not None:
         carried = {p.key: p.value for p in model.onnx_proto.metadata_props}.get("character")
         if carried:
             charset, source = tuple(carried.splitlines()), "the model's 'character' metadata"
@@ -305,7 +311,10 @@ def _scoring(args: argparse.Namespace, model):
 
 def _cmd_info(args: argparse.Namespace) -> int:
     from workbench.analysis import analyze
+    from workbench.tflite_file import is_tflite
 
+    if is_tflite(args.model):
+        return _info_tflite(args)
     model = _open_model(args)
     analysis = analyze(model)
     proto = model.onnx_proto
@@ -374,10 +383,86 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _info_tflite(args: argparse.Namespace) -> int:
+    from workbench.tflite_file import read_tflite
+
+    found = read_tflite(args.model)
+    print(f"model      {found.path}")
+    print(f"format     LiteRT / TensorFlow Lite flatbuffer, {found.subgraphs} subgraph(s){_described(found)}")
+    for tensor in found.inputs:
+        print(f"input      {tensor.name}: {tensor.dtype}[{_shape(tensor.shape)}]  {tensor.describe_quantization()}")
+    for tensor in found.outputs:
+        print(f"output     {tensor.name}: {tensor.dtype}[{_shape(tensor.shape)}]  {tensor.describe_quantization()}")
+    print()
+    rows = [["#", "op", "output", "input shapes", "output shape", "params", "weight B", "weights", "activation"]]
+    operators = found.operators[: args.limit] if args.limit else found.operators
+    for op in operators:
+        out = op.outputs[0] if op.outputs else None
+        activations = [t for t in op.inputs if not t.constant_bytes]
+        rows.append(
+            [
+                str(op.index),
+                op.op,
+                _clip(out.name if out else "-", 36),
+                _clip(" ".join(_shape(t.shape) for t in activations[:2]), 24),
+                _shape(out.shape) if out else "-",
+                f"{op.params:,}",
+                f"{op.weight_bytes:,}",
+                _clip(", ".join(t.describe_quantization() for t in op.weights[:1]) or "-", 40),
+                out.describe_quantization() if out else "-",
+            ]
+        )
+    print(_table(rows, right={0, 5, 6}))
+    if args.limit and len(found.operators) > args.limit:
+        print(f"... {len(found.operators) - args.limit} more operators (--limit 0 shows all)")
+    print()
+    print(f"operators  {len(found.operators)}: " + ", ".join(f"{n} x{c}" for n, c in found.operator_counts().items()))
+    print(f"params     {found.params:,}")
+    print(f"weights    {_bytes(found.weight_bytes)} of a {_bytes(found.size)} file")
+    return 0
+
+
+def _described(found) -> str:
+    return f", '{_clip(found.description, 40)}'" if found.description else ""
+
+
+def _eval_tflite(args: argparse.Namespace) -> int:
+    """A .tflite measured as it is, in LiteRT, by the code that measures exported bundles."""
+    from workbench.artifact_metrics import artifact_metrics
+    from workbench.datasets import DatasetRef, load_dataset
+    from workbench.tflite_file import open_tflite, read_tflite
+
+    found = read_tflite(args.model)
+    session, runtime = open_tflite(args.model)
+    ref = _data_ref(args).with_split(args.split)
+    if args.limit:
+        ref = DatasetRef(**(ref.model_dump() | {"limit": args.limit}))
+    dataset = load_dataset(ref)
+    shapes = {spec.name: tuple(d or 1 for d in spec.shape) for spec in session.get_inputs()}
+    with _progress("measuring") as task:
+        metrics, _ = artifact_metrics(
+            session,
+            runtime,
+            dataset,
+            shapes,
+            folder=found.path.parent,
+            baseline=None,
+            runs=max(args.runs, 1),
+            task=task,
+            scoring=_scoring(args, None),
+        )
+    for line in metrics.describe_lines():
+        print(line)
+    return 0
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from workbench.datasets import DatasetRef, load_dataset, split_rule
     from workbench.evaluate import measure
+    from workbench.tflite_file import is_tflite
 
+    if is_tflite(args.model):
+        return _eval_tflite(args)
     model = _open_model(args)
     baseline = _open_model(args, args.baseline, announce=False) if args.baseline else None
     ref = _data_ref(args).with_split(args.split)
@@ -629,7 +714,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
             )
         with project:
             variant = _pick_variant(project, args.variant)
-            plan = plan_export(project, variant.id, device)
+            plan = plan_export(project, variant.id, device, args.precision)
+            print(f"format           {plan.format}, {plan.export_precision}" + "".join(f" + {f}" for f in plan.also))
             for budget in plan.budgets:
                 print(f"{budget.label:17s} {budget.used:>14,} B of {budget.limit:>14,} B ({budget.fraction:.0%})")
             latency = "?" if plan.latency_estimate_s is None else f"{plan.latency_estimate_s * 1000:.3f} ms"
@@ -648,6 +734,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
                     fleet=args.fleet,
                     task=task,
                     baseline_file=None if (source / DB_NAME).is_file() else source,
+                    precision=args.precision,
                 )
     from workbench.artifact_metrics import ArtifactMetrics
 
@@ -655,12 +742,41 @@ def _cmd_export(args: argparse.Namespace) -> int:
     print(f"parity           {manifest['verification']['summary']}")
     for line in ArtifactMetrics.model_validate(manifest["metrics"]).describe_lines():
         print(f"measured         {line}")
+    for entry in manifest.get("also", []):
+        print(f"also             {entry['runtime']['file']}: {entry['verification']['summary']}")
+    _print_format_report(manifest.get("format_report", {}))
     for note in manifest["notes"]:
         print(f"note             {note}")
     for item in json.loads((bundle / "report.json").read_text())["not_run_here"]:
         print(f"not run here     {item}")
     print(f"bundle           {bundle}")
     return 0
+
+
+def _print_format_report(report: dict) -> None:
+    tflm = report.get("tflm")
+    if tflm:
+        print(
+            f"RAM              {tflm['arena_bytes']:,} B tensor arena (measured by TFLM) of "
+            f"{tflm['ram_budget_bytes']:,} B"
+        )
+        print(
+            f"flash            {tflm['flash_bytes']:,} B = model {tflm['model_bytes']:,} B + runtime "
+            f"{tflm['runtime_flash_bytes']:,} B (stated) of {tflm['flash_budget_bytes']:,} B"
+        )
+    placement = report.get("edgetpu_placement")
+    if placement:
+        mapped = sum(1 for op in placement if op["placement"] == "runs on the target")
+        print(f"Edge TPU         {mapped} of {len(placement)} operators predicted on the Edge TPU")
+        for op in placement:
+            if op["placement"] != "runs on the target":
+                print(f"                 {op['index']}: {op['op']} {op['placement']}: {op['reason']}")
+    io = (report.get("tflite") or {}).get("io_quantization")
+    if io:
+        for kind in ("inputs", "outputs"):
+            for i, q in enumerate(io[kind]):
+                scale = f", scale {q['scale']:.6g}, zero point {q['zero_point']}" if q["scale"] else ""
+                print(f"{kind[:-1]:16s} {i}: {q['dtype']}{scale}")
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:

@@ -8,11 +8,10 @@ and benchmark) and optionally fleet packaging (AWS IoT Greengrass recipe or Azur
 
 from __future__ import annotations
 
+import gc
 import json
-import logging
-import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -20,11 +19,11 @@ import numpy as np
 
 from workbench.datasets import split_rule
 from workbench.devices import DeviceProfile, Precision
-from workbench.errors import WorkbenchError, describe_exception
+from workbench.errors import WorkbenchError
 from workbench.evaluate import score_outputs
+from workbench.exporters import BundleRuntime, Converted, open_artifact
 from workbench.feeds import run_dataset
 from workbench.fileio import (
-    atomic_write_bytes,
     atomic_write_text,
     remove_abandoned,
     sha256_bytes,
@@ -33,21 +32,14 @@ from workbench.fileio import (
 )
 from workbench.metrics import MetricSettings
 from workbench.plugin import Task
-from workbench.runtime import (
-    GRAPH_OPTIMIZATION_LEVELS,
-    RuntimeSettings,
-    make_session,
-    open_session,
-    quiet_stdout,
-    session_options,
-    settings_for,
-)
+from workbench.runtime import make_session
 
 if TYPE_CHECKING:
     import onnx
 
     from workbench.artifact_metrics import ArtifactMetrics
     from workbench.model import Model
+    from workbench.placement import LayerPlacement
     from workbench.project import Project
 
 Fleet = Literal["greengrass", "azure"]
@@ -58,6 +50,9 @@ TOLERANCE: dict[str, tuple[float, float]] = {
     "int8-weights": (0.97, 20.0),
     "int8": (0.97, 15.0),
     "int4": (0.95, 10.0),
+    # Full int8 with int8 outputs (LiteRT for Coral and MCUs): the output's own 8-bit step caps its SNR near
+    # 15 dB on logits, so agreement is what must hold.
+    "int8-io": (0.97, 10.0),
 }
 BUNDLE_LATENCY_RUNS = 100  # at least; tiny models get more (see artifact_metrics.timed_runs)
 EXPORTING = ".exporting-"  # staging folders of an export, inside the output folder
@@ -89,6 +84,9 @@ class ExportPlan:
     energy_estimate_j: float
     refusals: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    format: str = ""  # the exporter that writes the bundle (the profile's, or its fallback)
+    also: list[str] = field(default_factory=list)  # further formats written and verified beside it
+    placements: list[LayerPlacement] = field(default_factory=list)  # where each layer runs (predicted)
 
     @property
     def ok(self) -> bool:
@@ -120,37 +118,33 @@ def variant_precision(proto: onnx.ModelProto) -> Precision:
 QOPERATOR_OPS = {"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}
 
 
-def _export_precision(device: DeviceProfile, precision: Precision) -> Precision:
-    fmt = device.export.format
-    if fmt == "c-header":
-        return "int8-weights" if precision in ("fp32", "int8-weights") else precision
-    if fmt == "onnx-fp16" and precision == "fp32":
-        return "fp16"
-    if fmt == "tflite":
-        return "int8"
-    return precision
+def plan_export(
+    project: Project, variant_id: str, device: DeviceProfile, precision: Precision | None = None
+) -> ExportPlan:
+    """Everything known before writing a byte: budgets, estimates, refusals (with a fix), warnings.
 
-
-def plan_export(project: Project, variant_id: str, device: DeviceProfile) -> ExportPlan:
-    """Everything known before writing a byte: budgets, estimates, refusals (with a fix), warnings."""
+    ``precision`` asks the exporter for a precision other than the profile's or the variant's (LiteRT
+    writes fp32, fp16, dynamic int8 or full int8 from one float variant)."""
     from workbench.analysis import analyze
+    from workbench.exporters import get_exporter
 
     variant = project.get(variant_id)
     model = project.load_model(variant_id)
     proto = model.to_onnx()
-    precision = variant_precision(proto)
-    target = _export_precision(device, precision)
+    variant_bits = variant_precision(proto)
+    exporter = get_exporter(device.export.format)
+    target = precision or exporter.export_precision(device, variant_bits)
     analysis = analyze(model.derive(onnx_proto=proto))
     weights = analysis.weight_bytes
     storage = {"fp16": weights // 2, "int8-weights": weights // 4 + 4096, "int8": weights // 4 + 4096}.get(target)
-    storage = storage if storage is not None and target != precision else len(model.artifact_bytes())
-    activation_scale = {"fp16": 0.5, "int8": 0.25, "int8-weights": 0.25 if device.export.format == "c-header" else 1}
+    storage = storage if storage is not None and target != variant_bits else len(model.artifact_bytes())
+    activation_scale = {"fp16": 0.5, "int8": 0.25, "int8-weights": 0.25 if exporter.format == "c-header" else 1}
     peak = int(analysis.peak_activation_bytes * activation_scale.get(target, 1.0))
     latency, energy = device.estimate(analysis.macs, target)
     plan = ExportPlan(
         device=device,
         variant_id=variant.id,
-        variant_precision=precision,
+        variant_precision=variant_bits,
         export_precision=target,
         budgets=[
             Budget("model storage", storage, device.storage_bytes),
@@ -158,6 +152,7 @@ def plan_export(project: Project, variant_id: str, device: DeviceProfile) -> Exp
         ],
         latency_estimate_s=latency,
         energy_estimate_j=energy,
+        format=exporter.format,
     )
     from workbench.evaluate import safe_batch
 
@@ -165,18 +160,35 @@ def plan_export(project: Project, variant_id: str, device: DeviceProfile) -> Exp
         safe_batch(analysis, len(model.onnx_bytes()))  # conversion checks and the benchmark run it here
     except WorkbenchError as exc:
         plan.refusals.append(f"the model cannot be run here to verify it: {exc.reason}")
-    if device.supported_ops is not None and target == "int8-weights":
-        unsupported = sorted({n.op_type for n in proto.graph.node} - set(device.supported_ops) - {"Constant"})
-        if unsupported:
+    if precision is not None and precision not in exporter.precisions:
+        plan.refusals.append(f"{exporter.label} writes {', '.join(exporter.precisions)}, not {precision}")
+    refused = exporter.refusals(model, plan)
+    if refused and device.export.fallback:
+        fallback = get_exporter(device.export.fallback)
+        fallback_plan = replace(plan, export_precision=fallback.export_precision(device, variant_bits), refusals=[])
+        fallback_refused = fallback.refusals(model, fallback_plan)
+        if not fallback_refused:
+            plan.warnings.append(
+                f"{exporter.label} cannot take this model ({'; '.join(refused)}), so the bundle holds the "
+                f"{fallback.label} instead"
+            )
+            plan.format, plan.export_precision, refused = fallback.format, fallback_plan.export_precision, []
+        else:
+            refused += [f"nor the {fallback.label}: {reason}" for reason in fallback_refused]
+    plan.refusals += refused
+    _placement_findings(plan, analysis.layers)
+    if plan.export_precision == "int8" and plan.format in ("tflite", "tflm"):
+        ref = project.dataset
+        if ref is None or not ref.has_splits:
             plan.refusals.append(
-                f"operator(s) {', '.join(unsupported)} have no kernels on {device.name}; try the simplify_graph "
-                "plugin first (it folds some away) or pick an architecture built from supported layers"
+                "full int8 calibrates activation ranges on the calibration split, and this project has no data: "
+                "attach data (Data > Attach evaluation data, or --data) or export in float"
             )
     if storage > device.storage_bytes:
         need = 1 - device.storage_bytes / storage
         hint = (
             "quantize to int8 first (about 4x smaller)"
-            if precision == "fp32" and "int8" in device.precisions
+            if variant_bits == "fp32" and "int8" in device.precisions
             else f"prune or distill to make it {need:.0%} smaller"
         )
         plan.refusals.append(
@@ -187,36 +199,20 @@ def plan_export(project: Project, variant_id: str, device: DeviceProfile) -> Exp
             f"peak activations of {peak:,} B exceed the {device.ram_bytes:,} B RAM budget: lower the input "
             "resolution or prune channels (structured_prune)"
         )
-    if device.export.format == "tflite":
-        plan.refusals.append(_tflite_reason(model))
-    ops = {n.op_type for n in proto.graph.node}
-    if device.export.format == "c-header" and target != "int8-weights":
-        plan.refusals.append(
-            f"the C header stores int8 weights of a float graph, and this {precision} variant has none to give: export "
-            "its float parent or an int8 weight-only variant (quantize_int8, mode weight_only) for the microcontroller"
-        )
-    elif device.export.format in ("onnx-fp16", "openvino") and ops & QOPERATOR_OPS:
-        runtime = "TensorRT" if device.export.format == "onnx-fp16" else "OpenVINO"
-        plan.refusals.append(
-            f"{runtime} takes int8 only as QDQ pairs, and this variant uses onnxruntime's integer operators "
-            f"({', '.join(sorted(ops & QOPERATOR_OPS))}): quantize static int8 with quant_format QDQ, or export "
-            "the float parent"
-        )
-    elif target not in device.precisions and device.export.format not in ("c-header", "onnx-fp16", "tflite"):
-        fix = ", ".join(p for p in device.precisions if p != "int4")
-        plan.refusals.append(f"{target} is not a precision {device.name} runs: export a variant in {fix} instead")
-    elif target not in device.precisions and device.export.format == "onnx-fp16" and target != "fp16":
-        plan.refusals.append(
-            f"{target} is not a precision TensorRT builds from this ONNX: export the float parent (converted to "
-            "fp16 here) or a static int8 QDQ variant"
-        )
+    for fmt in device.export.also:
+        extra = get_exporter(fmt)
+        reasons = extra.refusals(model, replace(plan, export_precision=extra.export_precision(device, variant_bits)))
+        if reasons:
+            plan.warnings.append(f"no {extra.label} in this bundle: {'; '.join(reasons)}")
+        else:
+            plan.also.append(fmt)
     metrics = variant.metrics
-    if precision == "int8" and metrics is not None and metrics.latency_ratio and metrics.latency_ratio > 1.05:
+    if variant_bits == "int8" and metrics is not None and metrics.latency_ratio and metrics.latency_ratio > 1.05:
         plan.warnings.append(
             f"int8 ran {metrics.latency_ratio:.2f}x slower than fp32 on this host; int8 weight-only storage "
             "keeps the size gain at fp32 speed on CPUs without fast int8"
         )
-    if device.export.format == "ort":
+    if plan.format == "ort":
         plan.warnings.append(
             "the bundle's required_operators.config lists the operators a reduced ONNX Runtime "
             "Mobile build must include"
@@ -224,18 +220,28 @@ def plan_export(project: Project, variant_id: str, device: DeviceProfile) -> Exp
     return plan
 
 
-def _tflite_reason(model: Model) -> str:
-    import importlib.util
+def _placement_findings(plan: ExportPlan, layers: list) -> None:
+    """Where each layer runs, and what it means for the export: a layer with no kernel refuses it; layers
+    that fall back to the CPU are a warning."""
+    from workbench.placement import FALLS_BACK, UNSUPPORTED, place_layers
 
-    if importlib.util.find_spec("ai_edge_torch") is None:
-        return (
-            "full-int8 TFLite needs the PyTorch-to-LiteRT converter (pip install ai-edge-torch, which pulls "
-            "TensorFlow); it is not installed here. Export for another device, or install it where a "
-            "TensorFlow-compatible torch is available"
+    plan.placements = place_layers(layers, plan.device, plan.format)
+    if plan.refusals:  # the model cannot be converted at all: where its layers would run is moot
+        return
+    unsupported = [p for p in plan.placements if p.where == UNSUPPORTED]
+    if unsupported and plan.format not in ("c-header",):  # the header's own refusal names its operators
+        named = " · ".join(f"{p.layer} ({p.op_type}): {p.reason}" for p in unsupported[:3])
+        more = f" and {len(unsupported) - 3} more" if len(unsupported) > 3 else ""
+        plan.refusals.append(
+            f"{len(unsupported)} layer(s) cannot run on {plan.device.name}: {named}{more}. Replace those layers "
+            "(simplify_graph folds some) or export for a CPU target"
         )
-    if not model.has_torch_lineage:
-        return "full-int8 TFLite conversion starts from a torch model; this variant has only an ONNX graph"
-    return "full-int8 TFLite conversion through ai-edge-torch is not wired up in this version yet"
+    falling = [p for p in plan.placements if p.where == FALLS_BACK]
+    if falling:
+        plan.warnings.append(
+            f"{len(falling)} of {len(plan.placements)} layers are predicted to fall back to the CPU on "
+            f"{plan.device.name}, from {falling[0].layer} ({falling[0].op_type}): {falling[0].reason}"
+        )
 
 
 def export_for_device(
@@ -248,16 +254,20 @@ def export_for_device(
     task: Task | None = None,
     runs: int = BUNDLE_LATENCY_RUNS,
     baseline_file: Path | None = None,
+    precision: Precision | None = None,
 ) -> Path:
     """Write ``out_dir/<variant>-<device>/`` (complete or not at all) and return it.
 
     Every figure in the manifest is the exported file's, run in its own runtime with the settings the
     bundle's ``run.py`` uses, on the whole evaluation split; parity with the variant sits beside them.
+    Formats the profile lists under ``also`` (the phone's ``.pte``) are written and verified the same way.
     ``baseline_file`` names the user's model file when the project is a throwaway (a CLI export of a file),
     so ``workbench verify`` can still find the fp32 baseline.
     """
+    from workbench.exporters import ExportContext, get_exporter
+
     task = task or Task()
-    plan = plan_export(project, variant_id, device)
+    plan = plan_export(project, variant_id, device, precision)
     if not plan.ok:
         raise ExportRefused(f"cannot export for {device.name}: " + "; ".join(plan.refusals))
     variant = project.get(variant_id)
@@ -267,19 +277,51 @@ def export_for_device(
     if target.exists():
         raise WorkbenchError("a bundle for this variant and device already exists there", target)
     remove_abandoned(out_dir, (f".*{EXPORTING}*",))  # what an export killed mid-way left here
+    exporter = get_exporter(plan.format)
     # The bundle appears complete or not at all; a failed or cancelled export leaves nothing behind.
     with staging_dir(out_dir, f".{target.name}{EXPORTING}") as staging:
         task.report(0.05, f"converting for {device.name}")
-        artifacts, checks, runtime = _convert(model, plan, staging, task.sub(0.05, 0.4))
+        converted = exporter.convert(ExportContext(project, model, plan, staging, task.sub(0.05, 0.3)))
+        runtime = converted.runtime
+        # Every format is written before any is timed: a converter's leftover work must not slow a timing.
+        extras = []
+        for index, fmt in enumerate(plan.also):
+            extra = get_exporter(fmt)
+            extra_plan = replace(plan, export_precision=extra.export_precision(device, plan.variant_precision))
+            share = 0.1 / len(plan.also)
+            sub = task.sub(0.3 + index * share, 0.3 + (index + 1) * share)
+            extras.append((fmt, extra_plan, extra.convert(ExportContext(project, model, extra_plan, staging, sub))))
+        gc.collect()
         task.report(0.4, f"measuring {runtime.file} in {runtime.settings.runtime}")
-        measured = _measure_artifact(project, model, staging, runtime, plan, runs, task.sub(0.4, 0.85))
+        measured = _measure_artifact(project, model, staging, runtime, plan, runs, task.sub(0.4, 0.75))
+        also = []
+        for index, (fmt, extra_plan, written) in enumerate(extras):
+            share = 0.2 / len(extras)
+            task.report(0.75 + index * share, f"measuring {written.runtime.file} in {written.runtime.settings.runtime}")
+            sub = task.sub(0.75 + index * share, 0.75 + (index + 1) * share)
+            figures = _measure_artifact(project, model, staging, written.runtime, extra_plan, runs, sub)
+            converted.artifacts += written.artifacts
+            converted.not_run += written.not_run
+            also.append(
+                {
+                    "format": fmt,
+                    "runtime": written.runtime.to_json(),
+                    "precision": extra_plan.export_precision,
+                    "metrics": figures.metrics.model_dump(mode="json"),
+                    "verification": figures.parity,
+                    **({"format_report": written.report} if written.report else {}),
+                }
+            )
         recipe = project.recipe(variant_id)
         (staging / "recipe.yaml").write_text(recipe.dumps("yaml"), encoding="utf-8")
         report = {
             "device": device.id,
+            "format": plan.format,
             "verification": measured.parity,
-            "not_run_here": checks,
+            "not_run_here": converted.not_run,
             "measured_this_host": measured.metrics.model_dump(mode="json"),
+            **({"format_report": converted.report} if converted.report else {}),
+            **({"also": also} if also else {}),
             "estimates_on_device": {
                 "latency_s": plan.latency_estimate_s,
                 "energy_j": plan.energy_estimate_j,
@@ -292,14 +334,17 @@ def export_for_device(
         }
         atomic_write_text(staging / "report.json", strict_json(report))
         notes = [f"{v.name}: {note}" for v in project.lineage(variant_id) for note in v.notes]
-        (staging / "README.md").write_text(
-            bundle_readme(device, plan, artifacts, model, runtime, measured.metrics, notes), encoding="utf-8"
-        )
+        readme = bundle_readme(device, plan, converted, model, measured.metrics, notes, also)
+        (staging / "README.md").write_text(readme, encoding="utf-8")
         atomic_write_text(staging / "run.py", _run_py())
         if fleet is not None:
-            _fleet(fleet, staging, variant.id, device, artifacts)
+            _fleet(fleet, staging, variant.id, device, converted.artifacts)
         task.check()
         manifest = _manifest(project, variant, model, device, plan, staging, measured, runtime, notes, recipe)
+        if converted.report:
+            manifest["format_report"] = converted.report
+        if also:
+            manifest["also"] = also
         if baseline_file is not None:
             manifest["baseline"]["model_file"] = str(Path(baseline_file).resolve())
             manifest["baseline"]["model_file_sha256"] = sha256_file(baseline_file)
@@ -322,173 +367,6 @@ def _run_py() -> str:
     import importlib.resources
 
     return (importlib.resources.files("workbench.resources") / "bundle" / "run.py").read_text(encoding="utf-8")
-
-
-# --- conversion ------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class BundleRuntime:
-    """The file that runs in the bundle, and exactly how it is loaded (the manifest's ``runtime``)."""
-
-    file: str
-    settings: RuntimeSettings
-
-    def to_json(self) -> dict[str, Any]:
-        return {"file": self.file, **self.settings.model_dump(mode="json")}
-
-    @classmethod
-    def from_json(cls, data: Any, where: Path | None = None) -> BundleRuntime:
-        from pydantic import ValidationError
-
-        try:
-            fields = dict(data)
-            file = str(fields.pop("file"))
-            return cls(file, RuntimeSettings.model_validate(fields))
-        except (TypeError, ValueError, KeyError, ValidationError) as exc:
-            reason = f"the manifest's runtime section is not valid ({describe_exception(exc)})"
-            raise WorkbenchError(reason, where) from None
-
-
-def open_artifact(folder: Path, runtime: BundleRuntime) -> Any:
-    """The bundle's artifact loaded exactly as its ``run.py`` loads it: a session-like object."""
-    from workbench.untrusted import check_regular_file
-
-    if Path(runtime.file).is_absolute() or ".." in Path(runtime.file).parts:
-        raise WorkbenchError(f"the manifest names an artifact outside the bundle ({runtime.file[:80]})", folder)
-    path = folder / runtime.file
-    check_regular_file(path, WorkbenchError)
-    if runtime.settings.runtime == "openvino":
-        from workbench.openvino_runtime import OpenVinoSession
-
-        return OpenVinoSession(path, runtime.settings)
-    return open_session(path, runtime.settings)
-
-
-def _onnx_runtime(staging: Path, name: str) -> BundleRuntime:
-    return BundleRuntime(name, settings_for((staging / name).read_bytes()))
-
-
-def _convert(model: Model, plan: ExportPlan, staging: Path, task: Task) -> tuple[list[str], list[str], BundleRuntime]:
-    fmt = plan.device.export.format
-    onnx_bytes = model.artifact_bytes()
-    not_run: list[str] = []
-    if fmt == "onnx":
-        atomic_write_bytes(staging / "model.onnx", onnx_bytes)
-        return ["model.onnx"], not_run, _onnx_runtime(staging, "model.onnx")
-    if fmt == "ort":
-        settings = settings_for(onnx_bytes)
-        return _to_ort(onnx_bytes, staging, settings), not_run, BundleRuntime("model.ort", settings)
-    if fmt == "onnx-fp16":
-        proto = model.to_onnx()
-        if plan.export_precision == "fp16" and plan.variant_precision == "fp32":
-            from workbench.plugin import run_plugin
-            from workbench.plugins.quantize_fp16 import QuantizeFp16
-
-            proto = run_plugin(QuantizeFp16(), model, {}, task).to_onnx()
-        name = "model_fp16.onnx" if plan.export_precision == "fp16" else "model.onnx"
-        atomic_write_bytes(staging / name, model.derive(onnx_proto=proto).artifact_bytes())
-        flag = "--fp16" if plan.export_precision == "fp16" else "--int8"
-        script = (
-            f"#!/bin/sh\n# Run on the Jetson: builds a TensorRT engine for this GPU.\n"
-            f"trtexec --onnx={name} --saveEngine=model.engine {flag}\n"
-        )
-        (staging / "build_engine.sh").write_text(script, encoding="utf-8")
-        (staging / "build_engine.sh").chmod(0o755)
-        not_run.append(
-            "TensorRT engine build (trtexec) and on-GPU parity and latency: need the Jetson; the figures here "
-            "are the ONNX file TensorRT starts from, run in onnxruntime on this host"
-        )
-        return [name, "build_engine.sh"], not_run, _onnx_runtime(staging, name)
-    if fmt == "openvino":
-        from workbench.openvino_runtime import openvino_settings
-
-        return _to_openvino(onnx_bytes, staging), not_run, BundleRuntime("openvino/model.xml", openvino_settings())
-    if fmt == "c-header":
-        return _to_c_header(model, plan, staging, not_run)
-    raise WorkbenchError(f"export format {fmt} is not supported")
-
-
-def _to_ort(onnx_bytes: bytes, staging: Path, settings: RuntimeSettings) -> list[str]:
-    """The .ort file, optimized once at conversion with the session settings its figures use (the
-    mobile runtime does not optimize again), plus the operator list for a reduced build."""
-    import onnxruntime as ort
-    from onnxruntime.tools.ort_format_model import create_config_from_models
-
-    options = session_options(settings.threads)
-    for key, value in settings.config.items():
-        options.add_session_config_entry(key, value)
-    options.optimized_model_filepath = str(staging / "model.ort")
-    options.add_session_config_entry("session.save_model_format", "ORT")
-    try:
-        with quiet_stdout():
-            # NCHWc layouts are x86-only: a phone's Arm cores could not run the saved graph.
-            ort.InferenceSession(
-                onnx_bytes, options, providers=["CPUExecutionProvider"], disabled_optimizers=["NchwcTransformer"]
-            )
-            logger = logging.getLogger("ort_format_model.utils")  # logs its progress at INFO
-            level = logger.level
-            logger.setLevel(logging.WARNING)
-            try:
-                create_config_from_models([staging / "model.ort"], staging / "required_operators.config", False)
-            finally:
-                logger.setLevel(level)
-    except Exception as exc:
-        raise WorkbenchError(f"conversion to the .ort format failed ({describe_exception(exc)[:200]})") from None
-    return ["model.ort", "required_operators.config"]
-
-
-def _to_openvino(onnx_bytes: bytes, staging: Path) -> list[str]:
-    import openvino as ov
-
-    with tempfile.TemporaryDirectory() as tmp:
-        source = Path(tmp) / "model.onnx"
-        source.write_bytes(onnx_bytes)
-        try:
-            converted = ov.convert_model(str(source))
-            (staging / "openvino").mkdir()
-            ov.save_model(converted, str(staging / "openvino" / "model.xml"), compress_to_fp16=False)
-        except Exception as exc:
-            raise WorkbenchError(f"OpenVINO conversion failed: {str(exc).splitlines()[0][:200]}") from None
-    return ["openvino/model.xml", "openvino/model.bin"]
-
-
-def _to_c_header(
-    model: Model, plan: ExportPlan, staging: Path, not_run: list[str]
-) -> tuple[list[str], list[str], BundleRuntime]:
-    """int8 per-channel weights + float scales as C arrays, and the same graph as ONNX for reference.
-
-    A variant that already stores int8 weights keeps them exactly; a float one is quantized here."""
-    from onnx import numpy_helper
-
-    from workbench.onnx_prep import copy_proto, strip_initializer_inputs
-    from workbench.plugins.quantize_int8 import weight_only_int8
-
-    proto = copy_proto(model.to_onnx())
-    strip_initializer_inputs(proto)
-    if plan.variant_precision != "int8-weights":
-        proto = weight_only_int8(proto, per_channel=True, exclude=set())
-    atomic_write_bytes(staging / "model_int8_weights.onnx", proto.SerializeToString())
-    lines = [
-        "/* int8 weights (per output channel) exported by Model Workbench.",
-        " * weight = (int8 value - zero point) * scale[channel]. Layout: row-major, as in the ONNX graph. */",
-        "#pragma once",
-        "#include <stdint.h>",
-        "",
-    ]
-    for init in proto.graph.initializer:
-        array = numpy_helper.to_array(init)
-        symbol = "".join(c if c.isalnum() else "_" for c in init.name).strip("_")
-        if array.dtype == np.int8:
-            lines.append(f"/* shape {list(array.shape)} */")
-            lines.append(f"static const int8_t {symbol}[{array.size}] = {{{', '.join(map(str, array.ravel()))}}};")
-        elif array.dtype == np.float32 and array.size:
-            values = ", ".join(f"{v:.9g}f" for v in array.ravel())
-            lines.append(f"static const float {symbol}[{array.size}] = {{{values}}};")
-    (staging / "model_weights.h").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    not_run.append(
-        "the firmware itself (CMSIS-NN kernels on the microcontroller); the figures here are "
-        "model_int8_weights.onnx, which holds exactly the header's int8 weights, run in onnxruntime"
-    )
-    return ["model_weights.h", "model_int8_weights.onnx"], not_run, _onnx_runtime(staging, "model_int8_weights.onnx")
 
 
 # --- measuring the artifact ------------------------------------------------------------------------
@@ -526,7 +404,10 @@ def _measure_artifact(
         scoring=scoring,
     )
     streamed = model.input_spec is not None and model.input_spec.streaming
-    parity = _parity(runtime, reference, outputs, plan.export_precision, scoring, streamed)
+    tolerance_key = plan.export_precision
+    if plan.export_precision == "int8" and runtime.settings.runtime in ("litert", "tflite-micro"):
+        tolerance_key = "int8-io"
+    parity = _parity(runtime, reference, outputs, tolerance_key, scoring, streamed)
     if not parity["passed"]:
         raise WorkbenchError(f"exported model does not match the variant: {parity['summary']}")
     metrics.agreement_with_variant = parity["agreement"]
@@ -630,12 +511,16 @@ def _manifest(
 def bundle_readme(
     device: DeviceProfile,
     plan: ExportPlan,
-    artifacts: list[str],
+    converted: Converted,
     model: Model,
-    runtime: BundleRuntime,
     metrics: ArtifactMetrics,
     notes: list[str],
+    also: list[dict[str, Any]] | None = None,
 ) -> str:
+    from workbench.exporters import get_exporter
+
+    exporter = get_exporter(plan.format)
+    runtime = converted.runtime
     name = model.inputs[0].name
     shape = tuple(model.concrete_shapes()[name])
     budgets = "\n".join(f"- {b.label}: {b.used:,} B of {b.limit:,} B ({b.fraction:.0%})" for b in plan.budgets)
@@ -643,20 +528,47 @@ def bundle_readme(
     lines = [
         f"# {device.name}",
         "",
-        f"Precision: {plan.export_precision}. Files: {', '.join(artifacts)}.",
+        f"Precision: {plan.export_precision}. Format: {exporter.label}. Files: {', '.join(converted.artifacts)}.",
         "",
         "## Run",
         "",
         f"`python run.py` loads `{runtime.file}` exactly as every figure below was measured:",
         f"{runtime.settings.describe()}. The same, by hand:",
         "",
-        _snippet(runtime, name, shape),
+        exporter.snippet(runtime, name, shape),
         "",
-        *_extra_instructions(device),
+        *exporter.instructions(),
         "## Measured on the exporting host",
         "",
         *[f"- {line}" for line in metrics.describe_lines()],
         "",
+    ]
+    for entry in also or []:
+        extra = get_exporter(entry["format"])
+        lines += [f"## Also: {extra.label}", "", *extra.instructions()]
+        lines += [f"- {entry['verification']['summary']}", ""]
+    tflm = converted.report.get("tflm")
+    if tflm:
+        lines += [
+            "## Microcontroller memory (measured)",
+            "",
+            f"- RAM: tensor arena {tflm['arena_bytes']:,} B ({tflm['arena_source']}) of {tflm['ram_budget_bytes']:,} B",
+            f"- flash: model {tflm['model_bytes']:,} B + runtime {tflm['runtime_flash_bytes']:,} B "
+            f"({tflm['runtime_flash_source']}) = {tflm['flash_bytes']:,} B of {tflm['flash_budget_bytes']:,} B",
+            "",
+        ]
+    placement = converted.report.get("edgetpu_placement")
+    if placement:
+        mapped = sum(1 for op in placement if op["placement"] == "runs on the target")
+        lines += [
+            "## Edge TPU placement (predicted from Coral's operator table)",
+            "",
+            f"{mapped} of {len(placement)} operators predicted on the Edge TPU.",
+            "",
+            *[f"- {op['index']}: {op['op']} — {op['placement']} ({op['reason']})" for op in placement],
+            "",
+        ]
+    lines += [
         "## Budgets",
         "",
         budgets,
@@ -676,64 +588,6 @@ def bundle_readme(
         "",
     ]
     return "\n".join(lines)
-
-
-def _snippet(runtime: BundleRuntime, name: str, shape: tuple[int, ...]) -> str:
-    settings = runtime.settings
-    if settings.runtime == "openvino":
-        from workbench.openvino_runtime import compile_properties
-
-        return "\n".join(
-            [
-                "```python",
-                "import numpy as np, openvino as ov",
-                f'compiled = ov.Core().compile_model("{runtime.file}", "{settings.provider}", '
-                f"{compile_properties(settings)!r})",
-                f"print(compiled(np.zeros({shape}, np.float32))[compiled.output(0)])",
-                "```",
-            ]
-        )
-    config = [f'options.add_session_config_entry("{k}", "{v}")' for k, v in sorted(settings.config.items())]
-    level = GRAPH_OPTIMIZATION_LEVELS[settings.graph_optimization]
-    return "\n".join(
-        [
-            "```python",
-            "import numpy as np, onnxruntime as ort",
-            "options = ort.SessionOptions()",
-            f"options.intra_op_num_threads = {settings.threads}",
-            "options.inter_op_num_threads = 1",
-            f"options.graph_optimization_level = ort.GraphOptimizationLevel.{level}",
-            *config,
-            f'session = ort.InferenceSession("{runtime.file}", options, providers=["{settings.provider}"])',
-            f'print(session.run(None, {{"{name}": np.zeros({shape}, np.float32)}})[0])',
-            "```",
-        ]
-    )
-
-
-def _extra_instructions(device: DeviceProfile) -> list[str]:
-    fmt = device.export.format
-    if fmt == "ort":
-        return [
-            "For a reduced-size Android/iOS runtime, build onnxruntime with "
-            "`--minimal_build --include_ops_by_config required_operators.config`. The graph optimizations were "
-            "applied when the .ort file was written, with the settings above.",
-            "",
-        ]
-    if fmt == "onnx-fp16":
-        return [
-            "On the Jetson, `sh build_engine.sh` builds `model.engine` with TensorRT's trtexec; load it with the "
-            "TensorRT runtime, or run the ONNX file with onnxruntime's TensorRT execution provider.",
-            "",
-        ]
-    if fmt == "c-header":
-        return [
-            "`model_weights.h` holds every Conv/Gemm weight as `int8_t` arrays with per-channel float scales. "
-            "Wire them into CMSIS-NN (or TFLite Micro) kernels in your firmware; `model_int8_weights.onnx` is the "
-            "same network with the same int8 weights, for checking on a PC (that is what run.py runs).",
-            "",
-        ]
-    return []
 
 
 def _fleet(kind: Fleet, staging: Path, variant_id: str, device: DeviceProfile, artifacts: list[str]) -> None:

@@ -15,7 +15,6 @@ from workbench.settings import config_dir
 from workbench.untrusted import read_regular_bytes
 
 Precision = Literal["fp32", "fp16", "int8", "int8-weights", "int4"]
-ExportFormat = Literal["onnx", "ort", "onnx-fp16", "openvino", "tflite", "c-header"]
 # A rate or an energy of 0, below 0, NaN or infinity turns every estimate into nonsense (or invalid JSON).
 PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
@@ -23,7 +22,10 @@ PositiveFinite = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 class ExportSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    format: ExportFormat
+    format: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", description="the exporter (workbench.exporters entry point)")
+    precision: Precision | None = Field(None, description="the precision written (None: the variant's)")
+    fallback: str | None = Field(None, description="exporter used when the first refuses the model (said so)")
+    also: list[str] = Field(default_factory=list, description="further formats written and verified beside it")
     steps: list[str] = Field(default_factory=list, description="what the export does, in order (informational)")
 
 
@@ -44,6 +46,12 @@ class DeviceProfile(BaseModel):
     energy_per_mac_j: PositiveFinite
     energy_source: str = Field(min_length=1)
     supported_ops: list[str] | None = Field(None, description="operators the runtime has kernels for (None: all)")
+    target_ops: list[str] | None = Field(
+        None, description="LiteRT builtins the target runs (Coral's Edge TPU table, TFLM's kernels); None: all"
+    )
+    target_ops_source: str | None = None
+    runtime_flash_bytes: int | None = Field(None, ge=0, description="flash the runtime itself takes (TFLM)")
+    runtime_flash_source: str | None = None
     export: ExportSpec
     source_file: str | None = Field(None, exclude=True)
 

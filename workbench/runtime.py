@@ -67,7 +67,7 @@ class RuntimeSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    runtime: Literal["onnxruntime", "openvino"] = "onnxruntime"
+    runtime: Literal["onnxruntime", "openvino", "litert", "tflite-micro", "executorch"] = "onnxruntime"
     version: str = Field(description="the runtime's version the figures were measured with")
     provider: str = Field("CPUExecutionProvider", description="onnxruntime execution provider or OpenVINO device")
     threads: int = Field(DEFAULT_THREADS, ge=1, description="intra-op threads (OpenVINO: inference threads)")
