@@ -179,3 +179,8 @@ def test_a_tflite_file_is_read_as_it_is_and_measured_in_litert(tmp_path):
     with pytest.raises(WorkbenchError, match="broken.tflite"):
         read_tflite(broken)
     assert main(["info", str(broken)]) != 0
+    # the window and export take the model it came from, and say so in one line
+    from workbench.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="workbench info.*workbench eval.*converted from"):
+        load_model(shipped)

@@ -88,6 +88,11 @@ def test_broken_file_shows_a_notice_and_the_app_stays_usable(qtbot, window, tmp_
     assert window.notice.isVisible() and "broken.onnx" in window.notice.message.text()
     open_demo_model(qtbot, window, demo_checkpoint)
     assert window.ws.project is not None
+    # a dropped .tflite is a model, not data: one line says what reads it and what to open instead
+    shipped = Path(__import__("tflite_micro").__file__).parent / "python" / "tflite_micro" / "sine_float.tflite"
+    drop(window, shipped)
+    wait_idle(qtbot, window)
+    assert "workbench info" in window.notice.message.text() and window.ws.project is not None
 
 
 def test_slider_updates_the_readout_and_apply_adds_a_variant(qtbot, window, demo_checkpoint):

@@ -734,7 +734,8 @@ def _is_data(path: Path) -> bool:
     """A dropped path that is not a model file or a project folder is taken as data."""
     if path.is_dir():
         return not (path / "project.db").is_file()
-    return path.suffix.lower() not in MODEL_SUFFIXES
+    # a .tflite is a model: opening it says in one line what reads it (info, eval) and what to open instead
+    return path.suffix.lower() not in {*MODEL_SUFFIXES, ".tflite"}
 
 
 def _metrics_html(variant: Variant) -> str:

@@ -64,6 +64,12 @@ def load_model(
         raise ModelLoadError("is a directory, not a model file", path)
     if suffix not in MODEL_SUFFIXES:
         kinds = ", ".join(sorted(MODEL_SUFFIXES))
+        if suffix == ".tflite":  # read and measured as it is, but not (yet) a project's starting model
+            raise ModelLoadError(
+                "a LiteRT .tflite is read with `workbench info` and measured with `workbench eval`; to compress or "
+                "export it, open the model it was converted from (.onnx or a PyTorch checkpoint)",
+                path,
+            )
         raise ModelLoadError(f"unsupported file type '{suffix or '(none)'}'; expected one of {kinds}", path)
     if check_regular_file(path, ModelLoadError).st_size == 0:
         raise ModelLoadError("file is empty (0 bytes)", path)
