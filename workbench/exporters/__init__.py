@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata
@@ -246,18 +246,36 @@ def port_type(dtype: Any) -> str:
     return f"tensor({_NUMPY_TYPES.get(name, name)})"
 
 
-def run_per_sample(
-    feeds: dict[str, np.ndarray], names: list[str], run_one: Callable[[list[np.ndarray]], list[np.ndarray]]
-) -> list[np.ndarray]:
-    """Run a batch-1 program over every row of ``feeds`` (inputs in ``names`` order) and stack the outputs:
-    the converters fix the batch at 1, as the device runs it."""
-    arrays = [np.asarray(feeds[name]) for name in names]
-    rows = [run_one([a[row : row + 1] for a in arrays]) for row in range(len(arrays[0]))]
-    return [np.concatenate([r[i] for r in rows]) for i in range(len(rows[0]))]
+class BatchOneSession(ABC):
+    """A batch-1 program in a non-ONNX runtime, run like an onnxruntime session: each row of the feeds in
+    turn (the converters fix the batch at 1, as the device runs it), outputs stacked. Subclasses set
+    ``_input_specs``/``_output_specs`` (the model's names) and run one sample in :meth:`_run_one`."""
 
+    runtime_name: ClassVar[str]
+    _input_specs: list[PortSpec]
+    _output_specs: list[PortSpec]
 
-def select_outputs(outputs: list[np.ndarray], specs: list[PortSpec], output_names: list[str] | None) -> list[Any]:
-    if output_names is None:
-        return outputs
-    index = {spec.name: i for i, spec in enumerate(specs)}
-    return [outputs[index[name]] for name in output_names]
+    def get_inputs(self) -> list[PortSpec]:
+        return self._input_specs
+
+    def get_outputs(self) -> list[PortSpec]:
+        return self._output_specs
+
+    def run(self, output_names: list[str] | None, feeds: dict[str, np.ndarray], options: Any = None) -> list[Any]:
+        try:
+            arrays = [np.asarray(feeds[spec.name]) for spec in self._input_specs]
+            rows = [self._run_one([a[row : row + 1] for a in arrays]) for row in range(len(arrays[0]))]
+        except KeyError as exc:
+            raise WorkbenchError(f"no feed for input {exc}") from None
+        except Exception as exc:
+            raise WorkbenchError(
+                f"{self.runtime_name} failed while running the model ({describe_exception(exc)})"
+            ) from None
+        outputs = [np.concatenate([r[i] for r in rows]) for i in range(len(rows[0]))]
+        if output_names is None:
+            return outputs
+        index = {spec.name: i for i, spec in enumerate(self._output_specs)}
+        return [outputs[index[name]] for name in output_names]
+
+    @abstractmethod
+    def _run_one(self, arrays: list[np.ndarray]) -> list[np.ndarray]: ...

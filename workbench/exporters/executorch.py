@@ -10,6 +10,7 @@ import numpy as np
 
 from workbench.errors import WorkbenchError, describe_exception
 from workbench.exporters import (
+    BatchOneSession,
     BundleRuntime,
     Converted,
     ExportContext,
@@ -17,8 +18,6 @@ from workbench.exporters import (
     PortSpec,
     io_names,
     port_type,
-    run_per_sample,
-    select_outputs,
 )
 from workbench.exporters.tflite import quiet_fds, sample_inputs
 from workbench.fileio import atomic_write_bytes
@@ -101,8 +100,10 @@ def executorch_settings() -> RuntimeSettings:
     )
 
 
-class ExecuTorchSession:
+class ExecuTorchSession(BatchOneSession):
     """A ``.pte`` in ExecuTorch's runtime, run like an onnxruntime session (inputs in the model's order)."""
+
+    runtime_name: ClassVar[str] = "ExecuTorch"
 
     def __init__(self, path: Path, runtime: BundleRuntime) -> None:
         try:
@@ -118,23 +119,8 @@ class ExecuTorchSession:
             raise WorkbenchError(f"ExecuTorch cannot load the program ({describe_exception(exc)})", path) from None
         names_in = runtime.inputs or tuple(f"input_{i}" for i in range(len(inputs)))
         names_out = runtime.outputs or tuple(f"output_{i}" for i in range(len(outputs)))
-        self._inputs = [_port(n, m) for n, m in zip(names_in, inputs, strict=False)]
-        self._outputs = [_port(n, m) for n, m in zip(names_out, outputs, strict=False)]
-
-    def get_inputs(self) -> list[PortSpec]:
-        return self._inputs
-
-    def get_outputs(self) -> list[PortSpec]:
-        return self._outputs
-
-    def run(self, output_names: list[str] | None, feeds: dict[str, np.ndarray], options: Any = None) -> list[Any]:
-        try:
-            outputs = run_per_sample(feeds, [spec.name for spec in self._inputs], self._run_one)
-        except KeyError as exc:
-            raise WorkbenchError(f"no feed for input {exc}") from None
-        except Exception as exc:
-            raise WorkbenchError(f"ExecuTorch failed while running the program ({describe_exception(exc)})") from None
-        return select_outputs(outputs, self._outputs, output_names)
+        self._input_specs = [_port(n, m) for n, m in zip(names_in, inputs, strict=False)]
+        self._output_specs = [_port(n, m) for n, m in zip(names_out, outputs, strict=False)]
 
     def _run_one(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         import torch

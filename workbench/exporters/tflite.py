@@ -21,6 +21,7 @@ import numpy as np
 
 from workbench.errors import WorkbenchError, describe_exception
 from workbench.exporters import (
+    BatchOneSession,
     BundleRuntime,
     Converted,
     ExportContext,
@@ -28,8 +29,6 @@ from workbench.exporters import (
     PortSpec,
     io_names,
     port_type,
-    run_per_sample,
-    select_outputs,
 )
 from workbench.fileio import atomic_write_bytes
 from workbench.runtime import DEFAULT_THREADS, RuntimeSettings
@@ -307,9 +306,11 @@ def dequantize_output(array: np.ndarray, details: dict) -> np.ndarray:
     return array
 
 
-class LiteRtSession:
+class LiteRtSession(BatchOneSession):
     """A ``.tflite`` in LiteRT's interpreter that runs like an onnxruntime session: float feeds keyed by the
     model's input names, quantized on the way in and dequantized on the way out when the file is int8."""
+
+    runtime_name: ClassVar[str] = "LiteRT"
 
     def __init__(self, path: Path, runtime: BundleRuntime) -> None:
         try:
@@ -328,21 +329,6 @@ class LiteRtSession:
         names_out = runtime.outputs or tuple(d.get("signature_name", d["name"]) for d in self._outputs)
         self._input_specs = [_port(n, d) for n, d in zip(names_in, self._inputs, strict=False)]
         self._output_specs = [_port(n, d) for n, d in zip(names_out, self._outputs, strict=False)]
-
-    def get_inputs(self) -> list[PortSpec]:
-        return self._input_specs
-
-    def get_outputs(self) -> list[PortSpec]:
-        return self._output_specs
-
-    def run(self, output_names: list[str] | None, feeds: dict[str, np.ndarray], options: Any = None) -> list[Any]:
-        try:
-            outputs = run_per_sample(feeds, [spec.name for spec in self._input_specs], self._run_one)
-        except KeyError as exc:
-            raise WorkbenchError(f"no feed for input {exc}") from None
-        except Exception as exc:
-            raise WorkbenchError(f"LiteRT failed while running the model ({describe_exception(exc)})") from None
-        return select_outputs(outputs, self._output_specs, output_names)
 
     def _run_one(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         values = [quantize_input(a, d) for a, d in zip(arrays, self._inputs, strict=True)]

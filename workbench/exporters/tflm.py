@@ -21,13 +21,11 @@ import numpy as np
 
 from workbench.errors import WorkbenchError, describe_exception
 from workbench.exporters import (
+    BatchOneSession,
     BundleRuntime,
     Converted,
     ExportContext,
     Exporter,
-    PortSpec,
-    run_per_sample,
-    select_outputs,
 )
 from workbench.exporters.tflite import (
     _port,
@@ -221,9 +219,11 @@ def tflm_arena_bytes(content: bytes) -> int:
     return tflm_arena(content)["total"]
 
 
-class TflmSession:
+class TflmSession(BatchOneSession):
     """A ``.tflite`` in the TensorFlow Lite Micro interpreter, run like an onnxruntime session (float feeds
     quantized on the way in, outputs dequantized); names and quantization come from the file."""
+
+    runtime_name: ClassVar[str] = "TensorFlow Lite Micro"
 
     def __init__(self, path: Path, runtime: BundleRuntime) -> None:
         from workbench.exporters.tflite import _interpreter
@@ -247,21 +247,6 @@ class TflmSession:
         names_out = runtime.outputs or tuple(d["signature_name"] for d in signature_outputs)
         self._input_specs = [_port(n, d) for n, d in zip(names_in, signature_inputs, strict=False)]
         self._output_specs = [_port(n, d) for n, d in zip(names_out, signature_outputs, strict=False)]
-
-    def get_inputs(self) -> list[PortSpec]:
-        return self._input_specs
-
-    def get_outputs(self) -> list[PortSpec]:
-        return self._output_specs
-
-    def run(self, output_names: list[str] | None, feeds: dict[str, np.ndarray], options: Any = None) -> list[Any]:
-        try:
-            outputs = run_per_sample(feeds, [spec.name for spec in self._input_specs], self._run_one)
-        except KeyError as exc:
-            raise WorkbenchError(f"no feed for input {exc}") from None
-        except Exception as exc:
-            raise WorkbenchError(f"TensorFlow Lite Micro failed ({describe_exception(exc)})") from None
-        return select_outputs(outputs, self._output_specs, output_names)
 
     def _run_one(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         for value, (index, details) in zip(arrays, self._inputs, strict=True):
