@@ -169,8 +169,8 @@ def _artifact_checks(
                 f"{prefix}latency ratio",
                 None,
                 f"{measured.latency_ratio:.3f}x here, {claimed.latency_ratio:.3f}x in the manifest: not compared, "
-                f"{runtime.settings.runtime} runs reference kernels on this host and its timing says nothing of "
-                "the device's (the profile's estimate stands for that)",
+                f"{runtime.settings.runtime}'s host timing does not stand for the device's (the profile's estimate "
+                "does)",
             )
         )
     elif baseline is not None and measured.latency_ratio and claimed.latency_ratio:

@@ -30,6 +30,9 @@ class ExecuTorchExporter(Exporter):
     runtime: ClassVar[str] = "executorch"
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     requires: ClassVar[tuple[str, ...]] = ("executorch",)
+    # Its host timing did not reproduce across processes here (2.03x at export, 1.65x at verify, same file):
+    # recorded and labelled, not compared, until the cause (XNNPACK's thread pool?) is found.
+    host_latency_meaningful: ClassVar[bool] = False
 
     def export_precision(self, device, precision):
         return "fp32"
