@@ -1,5 +1,6 @@
 """Render the main views to PNG for the README: empty state, loaded model, two variants, graph tab, ...,
-and the edge targets (placement per layer, graph colours, the microcontroller memory timeline).
+and the edge targets (placement per layer, graph colours, the microcontroller memory timeline, a .tflite
+opened as it is).
 
 Usage: QT_QPA_PLATFORM=offscreen QTWEBENGINE_DISABLE_SANDBOX=1 python docs/screenshots.py [OUT_DIR] [--edge-only]
 Uses a temporary config/cache/projects folder, so the user's settings are untouched.
@@ -67,6 +68,30 @@ def edge_shots(app, window, out: Path) -> None:
     wait_for(app, lambda: not window.jobs.busy, 300)
     app.processEvents()
     window.grab().save(str(out / "12-memory.png"))
+    litert_shots(app, window, window.last_bundle / "model.tflite", out)
+
+
+def litert_shots(app, window, tflite: Path, out: Path) -> None:
+    """A .tflite opened as it is: its operators with their int8 quantization, measured in LiteRT on the
+    evaluation split, planned for Coral; then netron's drawing of it."""
+    from workbench.datasets import mnist_sample_ref
+
+    window.open_path(tflite)
+    wait_for(app, lambda: window.ws.litert is not None and not window.jobs.busy, 120)
+    window.ws.litert.attach_data(mnist_sample_ref("test"), None)  # what Data > Attach does, without the dialog
+    panel = window.device_panel
+    panel.combo.setCurrentIndex(panel.combo.findData("coral-edgetpu"))
+    window.refresh()
+    window.tabs.setCurrentIndex(0)
+    window.layers.select_row(3)
+    app.processEvents()
+    window.grab().save(str(out / "13-litert-file.png"))
+    window.tabs.setCurrentWidget(window.graph)
+    deadline = time.monotonic() + 8  # netron draws the flatbuffer in the web view
+    while time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.05)
+    window.grab().save(str(out / "14-litert-graph.png"))
 
 
 def main() -> None:

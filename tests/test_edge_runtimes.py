@@ -68,8 +68,14 @@ def test_full_int8_calibrates_on_the_calibration_split_and_refuses_without_data(
     assert not any((tmp_path / "out").glob("*coral*"))
 
 
-def test_coral_bundle_predicts_the_edge_tpu_placement_and_ships_the_compiler_script(project, tmp_path):
-    bundle = export_for_device(project, project.root.id, load_devices()[0]["coral-edgetpu"], tmp_path, runs=5)
+@pytest.fixture(scope="module")
+def coral_bundle(project, tmp_path_factory):
+    out = tmp_path_factory.mktemp("coral")
+    return export_for_device(project, project.root.id, load_devices()[0]["coral-edgetpu"], out, runs=5)
+
+
+def test_coral_bundle_predicts_the_edge_tpu_placement_and_ships_the_compiler_script(coral_bundle):
+    bundle = coral_bundle
     placement = _manifest(bundle)["format_report"]["edgetpu_placement"]
     assert placement and all(op["placement"] == "runs on the target" for op in placement)
     assert {"CONV_2D", "FULLY_CONNECTED"} <= {op["op"] for op in placement}
@@ -182,5 +188,47 @@ def test_a_tflite_file_is_read_as_it_is_and_measured_in_litert(tmp_path):
     # the window and export take the model it came from, and say so in one line
     from workbench.errors import ModelLoadError
 
-    with pytest.raises(ModelLoadError, match="workbench info.*workbench eval.*converted from"):
+    with pytest.raises(ModelLoadError, match="workbench info.*workbench eval.*workbench export.*converted from"):
         load_model(shipped)
+
+
+def test_a_tflite_file_is_bundled_as_it_is_for_litert_and_tflm_devices_and_verified(coral_bundle, tmp_path):
+    from workbench.tflite_export import export_tflite_file, plan_tflite_export
+
+    given = tmp_path / "kws_int8.tflite"  # a full-int8 LiteRT file from elsewhere: here, a Coral export's
+    given.write_bytes((coral_bundle / "model.tflite").read_bytes())
+    profiles = load_devices()[0]
+    data = mnist_sample_ref("test", limit=60)
+    for device_id in ("coral-edgetpu", "cortex-m7"):
+        bundle = export_tflite_file(given, profiles[device_id], tmp_path / "out", data=data, runs=5)
+        manifest = _manifest(bundle)
+        assert (bundle / "model.tflite").read_bytes() == given.read_bytes()  # byte for byte, nothing converted
+        assert manifest["precision"] == "int8" and manifest["metrics"]["accuracy"] > 0.9
+        assert manifest["metrics"]["samples"] == 60 and manifest["source"]["sha256"]
+        checks = {c.figure: c for c in verify_bundle(bundle, runs=5)}
+        assert checks["accuracy"].ok and not [c for c in checks.values() if c.ok is False]
+        assert "as it was given" in checks["latency ratio"].detail
+    # TFLM is checked against the same file in LiteRT, and its arena is measured and rechecked
+    assert "same file in LiteRT" in manifest["verification"]["summary"] and manifest["verification"]["passed"]
+    assert checks["TFLM arena"].ok and (bundle / "main.cc").is_file()
+    coral = _manifest(next((tmp_path / "out").glob("*coral-edgetpu")))
+    assert any((tmp_path / "out").glob("*coral-edgetpu/compile_edgetpu.sh"))
+    assert all(op["placement"] == "runs on the target" for op in coral["format_report"]["edgetpu_placement"])
+    # a float file is not what Coral takes; a phone runs onnxruntime: both refused with the reason, nothing written
+    shipped = Path(__import__("tflite_micro").__file__).parent / "python" / "tflite_micro" / "sine_float.tflite"
+    assert (
+        "computes in fp32 and coral-edgetpu takes int8"
+        in plan_tflite_export(shipped, profiles["coral-edgetpu"]).refusals[0]
+    )
+    assert "goes as it is only to" in plan_tflite_export(shipped, profiles["phone"]).refusals[0]
+    with pytest.raises(ExportRefused, match="sine_float.tflite"):
+        export_tflite_file(shipped, profiles["phone"], tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()
+    # the command line: bundled and printed; a device that does not run LiteRT gets one line, exit 2
+    from workbench.cli import main
+
+    assert main(["export", str(given), "--device", "android-litert", "-o", str(tmp_path / "cli")]) == 0
+    assert main(["export", str(given), "--device", "phone", "-o", str(tmp_path / "cli")]) != 0
+    # random inputs, stated as such, when no data is given
+    bundle = export_tflite_file(shipped, profiles["android-litert"], tmp_path / "float", runs=5)
+    assert _manifest(bundle)["dataset"]["kind"] == "random"

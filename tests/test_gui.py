@@ -88,11 +88,64 @@ def test_broken_file_shows_a_notice_and_the_app_stays_usable(qtbot, window, tmp_
     assert window.notice.isVisible() and "broken.onnx" in window.notice.message.text()
     open_demo_model(qtbot, window, demo_checkpoint)
     assert window.ws.project is not None
-    # a dropped .tflite is a model, not data: one line says what reads it and what to open instead
+    # a truncated .tflite: one line names it, and the open project stays
     shipped = Path(__import__("tflite_micro").__file__).parent / "python" / "tflite_micro" / "sine_float.tflite"
-    drop(window, shipped)
+    truncated = tmp_path / "truncated.tflite"
+    truncated.write_bytes(shipped.read_bytes()[:300])
+    drop(window, truncated)
     wait_idle(qtbot, window)
-    assert "workbench info" in window.notice.message.text() and window.ws.project is not None
+    assert "truncated.tflite" in window.notice.message.text() and window.ws.project is not None
+
+
+def test_a_tflite_opens_as_it_is_measured_in_litert_planned_and_bundled(
+    qtbot, window, tmp_path, monkeypatch, demo_checkpoint
+):
+    from workbench.ui.layer_table import TARGET
+
+    from workbench.device_export import export_for_device
+    from workbench.devices import load_devices
+    from workbench.loading import load_model
+    from workbench.project import Project
+
+    # a full-int8 LeNet .tflite, converted and calibrated here as a user's file would come
+    with Project.create(tmp_path / "p", load_model(demo_checkpoint), dataset=mnist_sample_ref("test", limit=60)) as p:
+        bundle = export_for_device(p, p.root.id, load_devices()[0]["coral-edgetpu"], tmp_path / "b", runs=5)
+    given = tmp_path / "lenet_int8.tflite"
+    given.write_bytes((bundle / "model.tflite").read_bytes())
+    drop(window, given)
+    qtbot.waitUntil(lambda: window.ws.litert is not None and not window.jobs.busy, timeout=JOB_TIMEOUT_MS)
+    assert window.ws.project is None and not window.plugin_box.isEnabled()
+    model = window.layers.model
+    assert model.rowCount() == len(window.ws.litert.found.operators) == 10
+    ops = [model.data(model.index(r, 1)) for r in range(model.rowCount())]
+    assert "CONV_2D" in ops and "FULLY_CONNECTED" in ops
+    assert "int8" in window.metrics_label.text() and "74,632 B" in window.metrics_label.text()
+    assert window.data_banner.isVisible()  # random inputs until data is attached
+    window.layers.select_row(ops.index("CONV_2D"))
+    assert "per-channel" in window.details.title.text() and window.details.bars.opts["height"].sum() > 0
+
+    def attach(dialog: DataDialog) -> int:
+        dialog.path.setText("mnist-sample")
+        dialog.refresh_preview()
+        qtbot.waitUntil(lambda: not dialog.jobs.busy, timeout=JOB_TIMEOUT_MS)
+        dialog._accept()
+        return 1
+
+    monkeypatch.setattr(DataDialog, "exec", attach)
+    window.attach_action.trigger()
+    wait_idle(qtbot, window)
+    metrics = window.ws.litert.metrics
+    assert metrics.accuracy > 0.9 and metrics.dataset.split == "evaluation" and not window.data_banner.isVisible()
+    # Coral takes it: every operator on the Edge TPU in the Target column; a phone is refused with the reason
+    panel = window.device_panel
+    panel.combo.setCurrentIndex(panel.combo.findData("phone"))
+    assert "goes as it is only to" in panel.messages.text() and not panel.export_button.isEnabled()
+    panel.combo.setCurrentIndex(panel.combo.findData("cortex-m7"))
+    assert model.data(model.index(1, TARGET)) == "runs on the target" and panel.export_button.isEnabled()
+    window.export_to(tmp_path / "out")
+    wait_idle(qtbot, window)
+    assert (window.last_bundle / "model.tflite").read_bytes() == given.read_bytes()
+    assert window.tabs.currentWidget() is window.memory  # the TFLM arena beside the timeline
 
 
 def test_slider_updates_the_readout_and_apply_adds_a_variant(qtbot, window, demo_checkpoint):

@@ -44,6 +44,7 @@ from workbench.loading import MODEL_SUFFIXES, load_model
 from workbench.plugin import PluginKind, Task
 from workbench.project import Variant
 from workbench.settings import config_dir
+from workbench.tflite_file import is_tflite
 from workbench.workspace import Workspace
 
 PREVIEW_DEBOUNCE_MS = 350
@@ -299,7 +300,7 @@ class MainWindow(QMainWindow):
                 self.open_path(paths[0])
 
     def choose_model(self) -> None:
-        patterns = " ".join(f"*{s}" for s in sorted(MODEL_SUFFIXES))
+        patterns = " ".join(f"*{s}" for s in sorted({*MODEL_SUFFIXES, ".tflite"}))
         path, _ = QFileDialog.getOpenFileName(self, "Open model", "", f"Models ({patterns});;All files (*)")
         if path:
             self.open_path(Path(path))
@@ -322,6 +323,9 @@ class MainWindow(QMainWindow):
         if path.is_dir() and (path / "project.db").is_file():
             self.open_project(path)
             return
+        if is_tflite(path):  # read and measured as it is, in LiteRT
+            self.jobs.run(f"Opening {path.name}", lambda task: self.ws.open_litert(path, task), self._litert_opened)
+            return
 
         def probe(_task: Task) -> Any:
             model = load_model(path, remember_shapes=False)
@@ -329,6 +333,14 @@ class MainWindow(QMainWindow):
             return model if source == "default" else None
 
         self.jobs.run(f"Opening {path.name}", probe, lambda model: self._open_after_probe(path, model))
+
+    def _litert_opened(self, document) -> None:
+        self.notice.hide()
+        self._graph_variant = None
+        self.refresh()
+        self.status_text.setText(
+            f"{document.path.name}: a LiteRT file, measured as it is in LiteRT; compress the model it came from"
+        )
 
     def _open_after_probe(self, path: Path, probed: Any) -> None:
         shapes = None
@@ -357,6 +369,9 @@ class MainWindow(QMainWindow):
 
     def attach_data(self, path: Path | None = None) -> None:
         """Data ▸ Attach evaluation data…: the dialog, then a job that re-measures every variant."""
+        if self.ws.litert is not None:
+            self._attach_litert_data(path)
+            return
         if self.ws.project is None:
             self.notice.show_message("Open a model first: data is attached to a project.", level="info")
             return
@@ -376,6 +391,19 @@ class MainWindow(QMainWindow):
         self.jobs.run(
             "Attaching data and re-measuring every variant",
             lambda task: self.ws.attach_data(ref, scoring, spec, task),
+            lambda _metrics: self.refresh(),
+        )
+
+    def _attach_litert_data(self, path: Path | None) -> None:
+        document = self.ws.litert
+        dialog = DataDialog(document.model, path=path, current=document.dataset, scoring=document.scoring, parent=self)
+        self.data_dialog = dialog
+        if not dialog.exec():
+            return
+        ref, scoring, _spec = dialog.settings()
+        self.jobs.run(
+            f"Measuring {document.path.name} in LiteRT on the evaluation split",
+            lambda task: document.attach_data(ref, scoring, task),
             lambda _metrics: self.refresh(),
         )
 
@@ -412,6 +440,7 @@ class MainWindow(QMainWindow):
 
     def _project_opened(self) -> None:
         self.notice.hide()
+        self.readout.setText("Move a slider to preview its effect.")
         self._graph_variant = None
         self.refresh()
         problems = self.ws.project.problems if self.ws.project is not None else []
@@ -553,6 +582,11 @@ class MainWindow(QMainWindow):
         self.refresh()
 
     def _layer_selected(self, row: int) -> None:
+        if self.ws.litert is not None:
+            document = self.ws.litert
+            layer = document.analysis.layers[row]
+            self.details.show_layer(layer, document.layer_weights(row), None, document.quantization(row))
+            return
         analysis = self.ws.analysis()
         layer = analysis.layers[row]
         metrics = self.ws.require_project().get(self.ws.current_id).metrics if self.ws.current_id else None
@@ -569,15 +603,23 @@ class MainWindow(QMainWindow):
 
     # --- export -----------------------------------------------------------------------------------
     def choose_export(self) -> None:
-        if self.ws.project is None or self.ws.current_id is None:
+        if self.ws.litert is None and (self.ws.project is None or self.ws.current_id is None):
             return
         folder = QFileDialog.getExistingDirectory(self, "Export to folder")
         if folder:
             self.export_to(Path(folder))
 
     def export_to(self, folder: Path) -> None:
-        project, variant_id = self.ws.require_project(), self.ws.current_id
         device = self.device_panel.device()
+        document = self.ws.litert
+        if document is not None and device is not None:
+            self.jobs.run(
+                f"Bundling {document.path.name} for {device.name}",
+                lambda task: document.export(device, folder, task),
+                self._exported,
+            )
+            return
+        project, variant_id = self.ws.require_project(), self.ws.current_id
         assert variant_id is not None and device is not None
         self.jobs.run(
             f"Exporting for {device.name}",
@@ -602,6 +644,14 @@ class MainWindow(QMainWindow):
 
     def _update_device_plan(self) -> None:
         device = self.device_panel.device()
+        if self.ws.litert is not None and device is not None:
+            plan = self.ws.litert.plan(device)
+            self.device_panel.show_plan(plan)  # type: ignore[arg-type]  # a TflitePlan states the same fields
+            self._placements = self.ws.litert.placements(plan)
+            self.layers.model.set_placements(self._placements, device.name)
+            self.layers.table.viewport().update()
+            self._update_graph_colors()
+            return
         if self.ws.project is None or self.ws.current_id is None or device is None:
             self.device_panel.show_plan(None)
             return
@@ -620,7 +670,7 @@ class MainWindow(QMainWindow):
         from workbench.layer_colors import COLOR_MODES, layer_values
 
         mode = self.graph.color_mode.currentData()
-        if mode is None or self.ws.project is None or self.ws.current_id is None:
+        if mode is None or self.ws.project is None or self.ws.current_id is None:  # (a LiteRT file: not yet)
             self.graph.color_nodes([])
             return
         metrics = self.ws.require_project().get(self.ws.current_id).metrics
@@ -637,7 +687,12 @@ class MainWindow(QMainWindow):
 
     # --- refresh ----------------------------------------------------------------------------------
     def refresh(self) -> None:
+        if self.ws.litert is not None:
+            self._refresh_litert()
+            return
         has_project = self.ws.project is not None
+        self.plot.show()
+        self.graph.color_mode.setEnabled(True)
         self.center.setCurrentWidget(self.tabs if has_project else self.empty)
         for widget in (
             self.plugin_box,
@@ -668,6 +723,35 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"Model Workbench — {self.ws.project.meta('name')} — {current.name}")
         self._sync_graph()
 
+    def _refresh_litert(self) -> None:
+        """A LiteRT file as it is: its operators, graph, LiteRT figures and devices; nothing to compress."""
+        document = self.ws.litert
+        self.center.setCurrentWidget(self.tabs)
+        for widget in (self.plugin_box, self.apply_action, self.undo_action):
+            widget.setEnabled(False)
+        for widget in (self.device_panel, self.export_action, self.attach_action):
+            widget.setEnabled(True)
+        self.readout.setText("A LiteRT file is measured and bundled as it is: compress the model it came from.")
+        self.plot.hide()  # one file, no variants: the room goes to its figures
+        self.graph.color_mode.setEnabled(False)
+        self.tree.set_variants([], None)
+        self.layers.set_analysis(document.analysis)
+        self.details.show_layer(None, None)
+        self.sensitivity.set_report(None)
+        self.confusion.show_matrix(None, (), "")
+        self.metrics_label.setText(_litert_html(document))
+        if document.dataset is None:
+            self.data_banner.setText(
+                "<b>These figures are on random inputs</b>: size and latency in LiteRT, no accuracy. "
+                "<a href='attach'>Attach evaluation data…</a>"
+            )
+            self.data_banner.show()
+        else:
+            self.data_banner.hide()
+        self._update_device_plan()
+        self.setWindowTitle(f"Model Workbench — {document.path.name} (LiteRT, as it is)")
+        self._sync_graph()
+
     def _show_data_state(self, current: Variant) -> None:
         ref = self.ws.project.dataset if self.ws.project is not None else None
         if ref is None or not ref.has_splits:
@@ -687,7 +771,15 @@ class MainWindow(QMainWindow):
         self.confusion.show_matrix(m.confusion if m else None, names, f"{current.name}: ")
 
     def _sync_graph(self) -> None:
-        if self.ws.project is None or self.tabs.currentWidget() is not self.graph:
+        if self.tabs.currentWidget() is not self.graph:
+            return
+        document = self.ws.litert
+        if document is not None:
+            if self._graph_variant != str(document.path):
+                self._graph_variant = str(document.path)
+                self.graph.show_model(document.content, document.path.name)  # netron reads .tflite itself
+            return
+        if self.ws.project is None:
             return
         if self._graph_variant != self.ws.current_id and self.ws.current_id is not None:
             self._graph_variant = self.ws.current_id
@@ -734,8 +826,19 @@ def _is_data(path: Path) -> bool:
     """A dropped path that is not a model file or a project folder is taken as data."""
     if path.is_dir():
         return not (path / "project.db").is_file()
-    # a .tflite is a model: opening it says in one line what reads it (info, eval) and what to open instead
-    return path.suffix.lower() not in {*MODEL_SUFFIXES, ".tflite"}
+    return path.suffix.lower() not in {*MODEL_SUFFIXES, ".tflite"}  # a .tflite is a model, opened as it is
+
+
+def _litert_html(document) -> str:
+    """The file's own figures: what it holds, and what LiteRT measured on which data."""
+    from html import escape
+
+    lines = document.describe()
+    rows = [f"<b>{escape(lines[0])}</b>", *(f"<small>{escape(line)}</small>" for line in lines[1:])]
+    if document.metrics is not None:
+        rows += [escape(line) for line in document.metrics.describe_lines()[1:]]
+        rows.append(f"<small>measured: {escape(document.metrics.describe_lines()[0])}</small>")
+    return "<br>".join(rows)
 
 
 def _metrics_html(variant: Variant) -> str:

@@ -84,7 +84,9 @@ def verify_bundle(
         checks.append(Check("accuracy", None, f"the evaluation data is not here ({exc}); pass --data"))
         return checks
     baseline_bytes = _baseline(manifest, baseline)
-    if baseline_bytes is None:
+    if baseline_bytes is None and "source" in manifest:
+        checks.append(Check("latency ratio", None, "none claimed: the bundle holds a LiteRT file as it was given"))
+    elif baseline_bytes is None:
         checks.append(
             Check("latency ratio", None, "the fp32 baseline is not here; pass --baseline (the project's root model)")
         )

@@ -696,9 +696,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from workbench.devices import get_device
     from workbench.fileio import sha256_file
     from workbench.project import DB_NAME, Project
+    from workbench.tflite_file import is_tflite
 
     device = get_device(args.device)
     source = Path(args.source)
+    if is_tflite(source):
+        return _export_tflite(args, device)
     with tempfile.TemporaryDirectory(prefix="workbench-export-") as scratch:
         if (source / DB_NAME).is_file():
             project = Project.open(source)
@@ -736,6 +739,32 @@ def _cmd_export(args: argparse.Namespace) -> int:
                     baseline_file=None if (source / DB_NAME).is_file() else source,
                     precision=args.precision,
                 )
+    _print_bundle(bundle)
+    return 0
+
+
+def _export_tflite(args: argparse.Namespace, device) -> int:
+    """A LiteRT file bundled as it is: planned, measured in the device's runtime, verified like any bundle."""
+    from workbench.errors import WorkbenchError
+    from workbench.tflite_export import export_tflite_file, plan_tflite_export
+
+    if args.precision or args.variant:
+        given = "--precision" if args.precision else "--variant"
+        raise WorkbenchError(f"{given} does not apply to a .tflite: it is bundled as it is", args.source)
+    plan = plan_tflite_export(args.source, device)
+    print(f"format           {plan.format}, {plan.precision} (the file as it is)")
+    for budget in plan.budgets:
+        print(f"{budget.label:17s} {budget.used:>14,} B of {budget.limit:>14,} B ({budget.fraction:.0%})")
+    for warning in plan.warnings:
+        print(f"warning          {warning}")
+    ref = _data_ref(args) if args.data else None
+    with _progress("exporting") as task:
+        bundle = export_tflite_file(args.source, device, args.output, data=ref, scoring=_scoring(args, None), task=task)
+    _print_bundle(bundle)
+    return 0
+
+
+def _print_bundle(bundle: Path) -> None:
     from workbench.artifact_metrics import ArtifactMetrics
 
     manifest = json.loads((bundle / "manifest.json").read_text())
@@ -750,7 +779,6 @@ def _cmd_export(args: argparse.Namespace) -> int:
     for item in json.loads((bundle / "report.json").read_text())["not_run_here"]:
         print(f"not run here     {item}")
     print(f"bundle           {bundle}")
-    return 0
 
 
 def _print_format_report(report: dict) -> None:

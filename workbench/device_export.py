@@ -530,14 +530,7 @@ def bundle_readme(
         "",
         f"Precision: {plan.export_precision}. Format: {exporter.label}. Files: {', '.join(converted.artifacts)}.",
         "",
-        "## Run",
-        "",
-        f"`python run.py` loads `{runtime.file}` exactly as every figure below was measured:",
-        f"{runtime.settings.describe()}. The same, by hand:",
-        "",
-        exporter.snippet(runtime, name, shape),
-        "",
-        *exporter.instructions(),
+        *run_section_lines(exporter, runtime, name, shape),
         "## Measured on the exporting host",
         "",
         *[f"- {line}" for line in metrics.describe_lines()],
@@ -547,27 +540,7 @@ def bundle_readme(
         extra = get_exporter(entry["format"])
         lines += [f"## Also: {extra.label}", "", *extra.instructions()]
         lines += [f"- {entry['verification']['summary']}", ""]
-    tflm = converted.report.get("tflm")
-    if tflm:
-        lines += [
-            "## Microcontroller memory (measured)",
-            "",
-            f"- RAM: tensor arena {tflm['arena_bytes']:,} B ({tflm['arena_source']}) of {tflm['ram_budget_bytes']:,} B",
-            f"- flash: model {tflm['model_bytes']:,} B + runtime {tflm['runtime_flash_bytes']:,} B "
-            f"({tflm['runtime_flash_source']}) = {tflm['flash_bytes']:,} B of {tflm['flash_budget_bytes']:,} B",
-            "",
-        ]
-    placement = converted.report.get("edgetpu_placement")
-    if placement:
-        mapped = sum(1 for op in placement if op["placement"] == "runs on the target")
-        lines += [
-            "## Edge TPU placement (predicted from Coral's operator table)",
-            "",
-            f"{mapped} of {len(placement)} operators predicted on the Edge TPU.",
-            "",
-            *[f"- {op['index']}: {op['op']} — {op['placement']} ({op['reason']})" for op in placement],
-            "",
-        ]
+    lines += format_report_lines(converted.report)
     lines += [
         "## Budgets",
         "",
@@ -588,6 +561,47 @@ def bundle_readme(
         "",
     ]
     return "\n".join(lines)
+
+
+def run_section_lines(exporter: Any, runtime: BundleRuntime, name: str, shape: tuple[int, ...]) -> list[str]:
+    """The README's Run section: how ``run.py`` loads the artifact, the same by hand, and device steps."""
+    return [
+        "## Run",
+        "",
+        f"`python run.py` loads `{runtime.file}` exactly as every figure below was measured:",
+        f"{runtime.settings.describe()}. The same, by hand:",
+        "",
+        exporter.snippet(runtime, name, shape),
+        "",
+        *exporter.instructions(),
+    ]
+
+
+def format_report_lines(report: dict[str, Any]) -> list[str]:
+    """README sections for figures only a format has: the TFLM memory, the Edge TPU placement."""
+    lines: list[str] = []
+    tflm = report.get("tflm")
+    if tflm:
+        lines += [
+            "## Microcontroller memory (measured)",
+            "",
+            f"- RAM: tensor arena {tflm['arena_bytes']:,} B ({tflm['arena_source']}) of {tflm['ram_budget_bytes']:,} B",
+            f"- flash: model {tflm['model_bytes']:,} B + runtime {tflm['runtime_flash_bytes']:,} B "
+            f"({tflm['runtime_flash_source']}) = {tflm['flash_bytes']:,} B of {tflm['flash_budget_bytes']:,} B",
+            "",
+        ]
+    placement = report.get("edgetpu_placement")
+    if placement:
+        mapped = sum(1 for op in placement if op["placement"] == "runs on the target")
+        lines += [
+            "## Edge TPU placement (predicted from Coral's operator table)",
+            "",
+            f"{mapped} of {len(placement)} operators predicted on the Edge TPU.",
+            "",
+            *[f"- {op['index']}: {op['op']} — {op['placement']} ({op['reason']})" for op in placement],
+            "",
+        ]
+    return lines
 
 
 def _fleet(kind: Fleet, staging: Path, variant_id: str, device: DeviceProfile, artifacts: list[str]) -> None:

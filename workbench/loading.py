@@ -66,8 +66,9 @@ def load_model(
         kinds = ", ".join(sorted(MODEL_SUFFIXES))
         if suffix == ".tflite":  # read and measured as it is, but not (yet) a project's starting model
             raise ModelLoadError(
-                "a LiteRT .tflite is read with `workbench info` and measured with `workbench eval`; to compress or "
-                "export it, open the model it was converted from (.onnx or a PyTorch checkpoint)",
+                "a LiteRT .tflite is read with `workbench info`, measured with `workbench eval` and bundled as it is "
+                "with `workbench export`; to compress it, open the model it was converted from (.onnx or a PyTorch "
+                "checkpoint)",
                 path,
             )
         raise ModelLoadError(f"unsupported file type '{suffix or '(none)'}'; expected one of {kinds}", path)

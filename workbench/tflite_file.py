@@ -7,7 +7,7 @@ interpreter with the same code that measures exported bundles.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,23 @@ import numpy as np
 from workbench.errors import WorkbenchError, describe_exception
 
 TFLITE_IDENTIFIER = b"TFL3"  # flatbuffer file identifier at bytes 4..8
+# Operators whose constant inputs are shapes, axes, paddings or permutations rather than parameters.
+SHAPE_ARGUMENT_OPS = frozenset(
+    {
+        "RESHAPE", "TRANSPOSE", "PAD", "PADV2", "MIRROR_PAD", "SLICE", "STRIDED_SLICE", "MEAN", "SUM",
+        "REDUCE_MAX", "REDUCE_MIN", "REDUCE_PROD", "EXPAND_DIMS", "SQUEEZE", "RESIZE_BILINEAR",
+        "RESIZE_NEAREST_NEIGHBOR", "SPLIT", "SPLIT_V", "TILE", "BROADCAST_TO", "GATHER", "CONCATENATION",
+    }
+)  # fmt: skip
+_NUMPY = {
+    "float32": np.float32,
+    "float16": np.float16,
+    "int8": np.int8,
+    "uint8": np.uint8,
+    "int16": np.int16,
+    "int32": np.int32,
+    "int64": np.int64,
+}
 
 
 @dataclass(frozen=True)
@@ -28,6 +45,7 @@ class TfliteTensor:
     scales: tuple[float, ...]
     zero_points: tuple[int, ...]
     quantized_dimension: int
+    raw: np.ndarray | None = field(default=None, compare=False, repr=False)  # a constant's stored bytes
 
     @property
     def elements(self) -> int:
@@ -39,6 +57,25 @@ class TfliteTensor:
         if len(self.scales) == 1:
             return f"{self.dtype} s={self.scales[0]:.3g} zp={self.zero_points[0] if self.zero_points else 0}"
         return f"{self.dtype} per-channel ({len(self.scales)} scales, axis {self.quantized_dimension})"
+
+    def stored(self) -> np.ndarray | None:
+        """A constant's values as stored (int8 codes for a quantized weight); None for activations."""
+        if self.raw is None or not self.constant_bytes or self.dtype not in _NUMPY:
+            return None
+        values = np.frombuffer(np.asarray(self.raw, np.uint8).tobytes(), dtype=_NUMPY[self.dtype])
+        return values.reshape(self.shape) if values.size == self.elements else values
+
+    def values(self) -> np.ndarray | None:
+        """A constant's values as the kernels compute with them: (q - zero point) * scale, per channel."""
+        stored = self.stored()
+        if stored is None or not self.scales or stored.dtype.kind == "f":
+            return stored
+        scales, zeros = np.asarray(self.scales), np.asarray(self.zero_points or [0] * len(self.scales))
+        if len(scales) > 1 and stored.ndim > self.quantized_dimension:
+            view = [1] * stored.ndim
+            view[self.quantized_dimension] = -1
+            scales, zeros = scales.reshape(view), zeros.reshape(view)
+        return ((stored.astype(np.float32) - zeros) * scales).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -53,8 +90,13 @@ class TfliteOperator:
         return tuple(t for t in self.inputs if t.constant_bytes)
 
     @property
+    def learned(self) -> tuple[TfliteTensor, ...]:
+        """The constants that are parameters: not the shapes, axes and permutations of shape operators."""
+        return () if self.op in SHAPE_ARGUMENT_OPS else self.weights
+
+    @property
     def params(self) -> int:
-        return sum(t.elements for t in self.weights)
+        return sum(t.elements for t in self.learned)
 
     @property
     def weight_bytes(self) -> int:
@@ -88,6 +130,23 @@ class TfliteFile:
         for op in self.operators:
             counts[op.op] = counts.get(op.op, 0) + 1
         return dict(sorted(counts.items(), key=lambda item: -item[1]))
+
+
+def file_precision(found: TfliteFile) -> str:
+    """The workbench's name for how the file computes: ``int8`` when every operator but the I/O
+    (de)quantizers works on integer tensors (what Coral and microcontrollers take), ``int8-weights`` for
+    int8 weights with float activations, ``fp16`` for float16 weights, else ``fp32``."""
+    integer = {"int8", "uint8", "int16", "int32", "int64", "bool"}
+    compute = [op for op in found.operators if op.op not in ("QUANTIZE", "DEQUANTIZE")]
+    activations = {t.dtype for op in compute for t in (*op.inputs, *op.outputs) if not t.constant_bytes}
+    weights = {t.dtype for op in compute for t in op.weights}
+    if compute and activations <= integer and activations & {"int8", "uint8", "int16"}:
+        return "int8"
+    if weights & {"int8", "uint8", "int4"}:
+        return "int8-weights"
+    if "float16" in weights:
+        return "fp16"
+    return "fp32"
 
 
 def is_tflite(path: str | Path) -> bool:
@@ -163,6 +222,7 @@ def _tensor(index: int, tensor: Any, model: Any, types: dict[int, str]) -> Tflit
         scales=scales,
         zero_points=zeros,
         quantized_dimension=int(quant.quantizedDimension) if quant is not None else 0,
+        raw=data if size else None,
     )
 
 
@@ -206,3 +266,69 @@ def memory_timeline(found: TfliteFile) -> list[MemoryStep]:
         for index in [i for i in live if last_use.get(i, -1) <= op.index and i not in keep]:
             del live[index]
     return steps
+
+
+# --- as an analysis: the window's layer table reads a .tflite like any model -----------------------
+def _macs(op: TfliteOperator) -> int | None:
+    """Multiply-accumulates of the compute operators (from the weight and output shapes); 0 for the rest."""
+    out = op.outputs[0].elements if op.outputs else 0
+    weight = next((t for t in op.inputs if t.constant_bytes and len(t.shape) >= 2), None)
+    if op.op in ("CONV_2D", "FULLY_CONNECTED") and weight is not None:
+        return out * int(np.prod(weight.shape[1:]))  # [cout, kh, kw, cin] / [out, in]
+    if op.op == "DEPTHWISE_CONV_2D" and weight is not None:
+        return out * weight.shape[1] * weight.shape[2]  # [1, kh, kw, channels]
+    if op.op == "TRANSPOSE_CONV" and weight is not None:
+        return (op.inputs[2].elements if len(op.inputs) > 2 else out) * int(np.prod(weight.shape[:3]))
+    return None if op.learned and op.op not in ("ADD", "MUL", "SUB") else 0
+
+
+def tflite_analysis(found: TfliteFile) -> Any:
+    """The file's operators as the workbench's layer rows: shapes, weights, int8 codes' sparsity, MACs."""
+    from workbench.analysis import Analysis, LayerInfo
+    from workbench.model import InputShapes
+
+    rows = []
+    seen: set[str] = set()
+    for op in found.operators:
+        weights = list(op.learned)
+        stored = [t.stored() for t in weights]
+        nonzero = sum(
+            int(np.count_nonzero(v)) if v is not None else t.elements for t, v in zip(weights, stored, strict=True)
+        )
+        out = op.outputs[0] if op.outputs else None
+        rows.append(
+            LayerInfo(
+                name=_row_name(out.name if out is not None else "", op, seen),
+                op_type=op.op,
+                input_shapes=[t.shape for t in op.inputs if not t.constant_bytes],
+                output_shapes=[t.shape for t in op.outputs],
+                params=sum(t.elements for t in weights),
+                nonzero_params=nonzero,
+                dtype=weights[0].dtype if weights else (out.dtype if out is not None else None),
+                macs=_macs(op),
+                weight_bytes=sum(t.constant_bytes for t in op.weights),
+                activation_bytes=sum(t.elements * _NUMPY.get(t.dtype, np.float32)().itemsize for t in op.outputs),
+                weight_names=tuple(str(t.index) for t in weights),
+            )
+        )
+    steps = memory_timeline(found)
+    shapes = InputShapes({t.name: t.shape for t in found.inputs}, "model")
+    notes = [f"LiteRT flatbuffer, {found.subgraphs} subgraph(s); rows are the first subgraph's operators"]
+    return Analysis(
+        model_name=found.path.stem,
+        source_format="tflite",
+        input_shapes=shapes,
+        layers=rows,
+        peak_activation_bytes=max((s.live_bytes for s in steps), default=0),
+        peak_is_lower_bound=False,
+        notes=notes,
+    )
+
+
+def _row_name(tensor: str, op: TfliteOperator, seen: set[str]) -> str:
+    """A short unique name from the output tensor's: converters write the whole module path, fused
+    names joined by ';' (litert-torch: ``torch.nn.modules.container.Sequential/.../torch.nn.modules.conv.Conv2d_0``)."""
+    short = tensor.split(";")[0].rsplit("/", 1)[-1].removeprefix("torch.nn.modules.") or f"{op.op.lower()}_{op.index}"
+    name = short if short not in seen else f"{short} #{op.index}"
+    seen.add(name)
+    return name

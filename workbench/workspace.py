@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from workbench.analysis import Analysis, analyze
 from workbench.datasets import Dataset, DatasetRef, evaluation_ref, load_dataset, step_data
@@ -26,6 +26,9 @@ from workbench.pareto import pareto_front
 from workbench.plugin import Plugin, PluginRegistry, Task, discover_plugins, run_plugin
 from workbench.project import Project, Variant
 from workbench.settings import RecentFiles
+
+if TYPE_CHECKING:
+    from workbench.litert_document import LiteRtDocument
 
 GUI_LATENCY_RUNS = 30
 T = TypeVar("T")
@@ -84,6 +87,7 @@ class Workspace:
     def __init__(self, registry: PluginRegistry | None = None) -> None:
         self.registry = registry or discover_plugins()
         self.project: Project | None = None
+        self.litert: LiteRtDocument | None = None  # a .tflite opened as it is, instead of a project
         self.current_id: str | None = None
         self.preview: Preview | None = None
         self._models: dict[str, Model] = {}
@@ -189,12 +193,30 @@ class Workspace:
         if self.project is not None:
             self.project.close()
         self.project = project
+        self.litert = None
         self.current_id = project.root.id
         self.preview = None
         self._models.clear()
         self._analyses.clear()
         self._dataset = None
         self.recent.add("projects", project.folder)
+
+    def open_litert(self, path: str | Path, task: Task | None = None) -> LiteRtDocument:
+        """A LiteRT file opened as it is (read, measured in LiteRT); the open project closes once it is."""
+        from workbench.litert_document import LiteRtDocument
+
+        try:
+            document = LiteRtDocument.open(path, task)
+        except WorkbenchError as exc:
+            raise with_path(exc, Path(path)) from None
+        self.close()
+        self.current_id, self.preview = None, None
+        self._models.clear()
+        self._analyses.clear()
+        self._dataset = None
+        self.litert = document
+        self.recent.add("models", Path(path))
+        return document
 
     def close(self) -> None:
         if self.project is not None:

@@ -60,23 +60,11 @@ class TfliteExporter(Exporter):
         data = write_tflite(context, "model.tflite")
         runtime = litert_runtime(context.staging / "model.tflite", context.model)
         converted = Converted(["model.tflite"], runtime, report={"tflite": data})
-        device = context.plan.device
-        if device.runtime == "litert-edgetpu":
-            placement = edgetpu_placement(context.staging / "model.tflite", set(device.target_ops or ()))
-            converted.report["edgetpu_placement"] = placement
-            script = (
-                "#!/bin/sh\n# Run where Coral's edgetpu_compiler is installed (Debian/Ubuntu x86-64: apt-get install "
-                "edgetpu-compiler).\n# Writes model_edgetpu.tflite and model_edgetpu.log (what mapped to the Edge "
-                "TPU).\nset -e\nedgetpu_compiler --show_operations model.tflite\n"
-            )
-            (context.staging / "compile_edgetpu.sh").write_text(script, encoding="utf-8")
-            (context.staging / "compile_edgetpu.sh").chmod(0o755)
-            converted.artifacts.append("compile_edgetpu.sh")
-            converted.not_run.append(
-                "edgetpu_compiler and the Edge TPU itself: the compiler runs only on x86-64 Linux with Coral's "
-                "package, the accelerator is not here. The figures are model.tflite (the compiler's input, full "
-                "int8) in LiteRT's CPU interpreter; the placement is a prediction from Coral's operator table"
-            )
+        if context.plan.device.runtime == "litert-edgetpu":
+            coral = coral_files(context.staging, "model.tflite", set(context.plan.device.target_ops or ()))
+            converted.report["edgetpu_placement"] = coral.report["edgetpu_placement"]
+            converted.artifacts += coral.artifacts
+            converted.not_run += coral.not_run
         return converted
 
     def open(self, path: Path, runtime: BundleRuntime) -> Any:
@@ -105,6 +93,25 @@ class TfliteExporter(Exporter):
             "the Edge TPU delegate (pycoral or libedgetpu). `report.json` predicts which operators map.",
             "",
         ]
+
+
+def coral_files(staging: Path, name: str, supported: set[str]) -> Converted:
+    """What Coral adds beside a full-int8 ``name``: ``compile_edgetpu.sh`` and the predicted placement."""
+    placement = edgetpu_placement(staging / name, supported)
+    script = (
+        "#!/bin/sh\n# Run where Coral's edgetpu_compiler is installed (Debian/Ubuntu x86-64: apt-get install "
+        "edgetpu-compiler).\n# Writes model_edgetpu.tflite and model_edgetpu.log (what mapped to the Edge "
+        f"TPU).\nset -e\nedgetpu_compiler --show_operations {name}\n"
+    )
+    (staging / "compile_edgetpu.sh").write_text(script, encoding="utf-8")
+    (staging / "compile_edgetpu.sh").chmod(0o755)
+    not_run = (
+        "edgetpu_compiler and the Edge TPU itself: the compiler runs only on x86-64 Linux with Coral's "
+        f"package, the accelerator is not here. The figures are {name} (the compiler's input, full "
+        "int8) in LiteRT's CPU interpreter; the placement is a prediction from Coral's operator table"
+    )
+    runtime = BundleRuntime(name, litert_settings())
+    return Converted(["compile_edgetpu.sh"], runtime, [not_run], {"edgetpu_placement": placement})
 
 
 def torch_lineage_refusals(model: Model, precision: str) -> list[str]:

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -39,6 +39,9 @@ from workbench.exporters.tflite import (
 from workbench.runtime import DEFAULT_THREADS, RuntimeSettings
 from workbench.tflite_file import memory_timeline, read_tflite
 
+if TYPE_CHECKING:
+    from workbench.devices import DeviceProfile
+
 ARENA_TRIES = (10, 1 << 20, 16 << 20, 128 << 20)  # x model bytes first (TFLM's default), then absolute sizes
 
 
@@ -57,61 +60,13 @@ class TflmExporter(Exporter):
         return super().refusals(model, plan) or torch_lineage_refusals(model, plan.variant_precision)
 
     def convert(self, context: ExportContext) -> Converted:
-        from workbench.device_export import ExportRefused
-
-        staging, device = context.staging, context.plan.device
         data = write_tflite(context, "model.tflite")
-        content = (staging / "model.tflite").read_bytes()
         context.task.report(0.8, "measuring the TensorFlow Lite Micro arena")
-        measured = tflm_arena(content)
-        arena = measured["total"]
-        timeline = memory_timeline(read_tflite(staging / "model.tflite"))
-        peak = max(timeline, key=lambda step: step.live_bytes)
-        overhead = device.runtime_flash_bytes or 0
-        flash = len(content) + overhead
-        over = []
-        if arena > device.ram_bytes:
-            over.append(
-                f"the TFLM tensor arena needs {arena:,} B and {device.name} has {device.ram_bytes:,} B of RAM: lower "
-                "the input resolution or prune channels (structured_prune), which shrinks activations"
-            )
-        if flash > device.storage_bytes:
-            over.append(
-                f"the model takes {len(content):,} B + {overhead:,} B of runtime = {flash:,} B of flash and "
-                f"{device.name} has {device.storage_bytes:,} B: prune (structured_prune) or distill to a smaller "
-                "student first"
-            )
-        if over:
-            raise ExportRefused(f"cannot export for {device.name}: " + "; ".join(over))
-        symbol = "g_model"
-        (staging / "model_data.h").write_text(_header(symbol, len(content)), encoding="utf-8")
-        (staging / "model_data.cc").write_text(_c_array(symbol, content), encoding="utf-8")
-        (staging / "main.cc").write_text(_main_cc(symbol, arena, content), encoding="utf-8")
-        runtime = litert_runtime(staging / "model.tflite", context.model, tflm_settings())
-        report = {
-            "tflite": data,
-            "tflm": {
-                "arena_bytes": arena,
-                "arena_head_bytes": measured["head"],
-                "arena_tail_bytes": measured["tail"],
-                "arena_source": "TFLM RecordingMicroAllocator (print_allocations) on this file",
-                "memory_timeline": [{"index": s.index, "op": s.op, "live_bytes": s.live_bytes} for s in timeline],
-                "timeline_peak": {"index": peak.index, "op": peak.op, "live_bytes": peak.live_bytes},
-                "model_bytes": len(content),
-                "runtime_flash_bytes": overhead,
-                "runtime_flash_source": device.runtime_flash_source,
-                "flash_bytes": flash,
-                "ram_budget_bytes": device.ram_bytes,
-                "flash_budget_bytes": device.storage_bytes,
-            },
-        }
-        not_run = [
-            "the firmware on the microcontroller (CMSIS-NN kernels, its clock): the figures are this model.tflite "
-            "in the TensorFlow Lite Micro interpreter on this host (reference kernels), so parity holds and "
-            "latency is the host's, not the device's"
-        ]
-        artifacts = ["model.tflite", "model_data.cc", "model_data.h", "main.cc"]
-        return Converted(artifacts, runtime, not_run, report)
+        firmware = firmware_files(context.staging, "model.tflite", context.plan.device)
+        runtime = litert_runtime(context.staging / "model.tflite", context.model, tflm_settings())
+        return Converted(
+            ["model.tflite", *firmware.artifacts], runtime, firmware.not_run, {"tflite": data, **firmware.report}
+        )
 
     def open(self, path: Path, runtime: BundleRuntime) -> Any:
         return TflmSession(path, runtime)
@@ -145,6 +100,61 @@ class TflmExporter(Exporter):
             "measured figure in report.json and registers exactly the operators this model uses.",
             "",
         ]
+
+
+def firmware_files(staging: Path, name: str, device: DeviceProfile) -> Converted:
+    """The C array, its header and ``main.cc`` for ``name``, with the arena TFLM measures and the flash it
+    takes, both checked against the device's budgets (over either refuses: nothing is bundled)."""
+    from workbench.device_export import ExportRefused
+
+    content = (staging / name).read_bytes()
+    measured = tflm_arena(content)
+    arena = measured["total"]
+    timeline = memory_timeline(read_tflite(staging / name))
+    peak = max(timeline, key=lambda step: step.live_bytes)
+    overhead = device.runtime_flash_bytes or 0
+    flash = len(content) + overhead
+    over = []
+    if arena > device.ram_bytes:
+        over.append(
+            f"the TFLM tensor arena needs {arena:,} B and {device.name} has {device.ram_bytes:,} B of RAM: lower "
+            "the input resolution or prune channels (structured_prune), which shrinks activations"
+        )
+    if flash > device.storage_bytes:
+        over.append(
+            f"the model takes {len(content):,} B + {overhead:,} B of runtime = {flash:,} B of flash and "
+            f"{device.name} has {device.storage_bytes:,} B: prune (structured_prune) or distill to a smaller "
+            "student first"
+        )
+    if over:
+        raise ExportRefused(f"cannot export for {device.name}: " + "; ".join(over))
+    symbol = "g_model"
+    (staging / "model_data.h").write_text(_header(symbol, len(content)), encoding="utf-8")
+    (staging / "model_data.cc").write_text(_c_array(symbol, content), encoding="utf-8")
+    (staging / "main.cc").write_text(_main_cc(symbol, arena, content), encoding="utf-8")
+    report = {
+        "tflm": {
+            "arena_bytes": arena,
+            "arena_head_bytes": measured["head"],
+            "arena_tail_bytes": measured["tail"],
+            "arena_source": f"TFLM RecordingMicroAllocator (print_allocations) on this {name}",
+            "memory_timeline": [{"index": s.index, "op": s.op, "live_bytes": s.live_bytes} for s in timeline],
+            "timeline_peak": {"index": peak.index, "op": peak.op, "live_bytes": peak.live_bytes},
+            "model_bytes": len(content),
+            "runtime_flash_bytes": overhead,
+            "runtime_flash_source": device.runtime_flash_source,
+            "flash_bytes": flash,
+            "ram_budget_bytes": device.ram_bytes,
+            "flash_budget_bytes": device.storage_bytes,
+        },
+    }
+    not_run = [
+        f"the firmware on the microcontroller (CMSIS-NN kernels, its clock): the figures are this {name} "
+        "in the TensorFlow Lite Micro interpreter on this host (reference kernels), so parity holds and "
+        "latency is the host's, not the device's"
+    ]
+    runtime = BundleRuntime(name, tflm_settings())
+    return Converted(["model_data.cc", "model_data.h", "main.cc"], runtime, not_run, report)
 
 
 def tflm_settings() -> RuntimeSettings:
