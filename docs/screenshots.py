@@ -1,8 +1,9 @@
 """Render the main views to PNG for the README: empty state, loaded model, two variants, graph tab, ...,
-and the edge targets (placement per layer, graph colours, the microcontroller memory timeline, a .tflite
-opened as it is).
+the edge targets (placement per layer, graph colours, the microcontroller memory timeline, a .tflite
+opened as it is), and the Auto-tune tab mid-search with the report it leads to.
 
-Usage: QT_QPA_PLATFORM=offscreen QTWEBENGINE_DISABLE_SANDBOX=1 python docs/screenshots.py [OUT_DIR] [--edge-only]
+Usage: QT_QPA_PLATFORM=offscreen QTWEBENGINE_DISABLE_SANDBOX=1 python docs/screenshots.py [OUT_DIR]
+[--edge-only|--tune-only]
 Uses a temporary config/cache/projects folder, so the user's settings are untouched.
 """
 
@@ -71,6 +72,48 @@ def edge_shots(app, window, out: Path) -> None:
     litert_shots(app, window, window.last_bundle / "model.tflite", out)
 
 
+def tune_shots(app, window, out: Path) -> None:
+    """The Auto-tune tab mid-search (trials streaming onto the plot), then the report it leads to."""
+    from PySide6.QtCore import Qt
+
+    window.tabs.setCurrentWidget(window.tune_panel)
+    panel = window.tune_panel
+    panel.set_device("phone")
+    panel.max_drop.setValue(1.0)
+    panel.minutes.setValue(0)
+    panel.trials.setValue(10)
+    allowed = {"magnitude_prune", "weight_sharing", "quantize_int8"}
+    for row in range(panel.plugins.count()):
+        item = panel.plugins.item(row)
+        wanted = item.data(Qt.ItemDataRole.UserRole) in allowed
+        item.setCheckState(Qt.CheckState.Checked if wanted else Qt.CheckState.Unchecked)
+    panel.start_button.click()  # the panel's own settings, as a user starts it
+    wait_for(app, lambda: panel.table.rowCount() >= 4, 600)
+    app.processEvents()
+    window.grab().save(str(out / "15-autotune.png"))
+    wait_for(app, lambda: not window.jobs.busy, 900)
+    panel.select_best.click()  # the report shows the selected variant's budgets and recipe
+    report = Path(tempfile.mkdtemp(prefix="workbench-shot-report-")) / "report.html"
+    window.export_report(report)
+    wait_for(app, lambda: not window.jobs.busy and report.is_file(), 300)
+    from PySide6.QtCore import QUrl
+    from PySide6.QtWebEngineWidgets import QWebEngineView
+
+    view = QWebEngineView()
+    view.resize(1400, 1000)
+    loaded = []
+    view.loadFinished.connect(loaded.append)
+    view.load(QUrl.fromLocalFile(str(report)))
+    view.show()
+    wait_for(app, lambda: bool(loaded), 120)
+    deadline = time.monotonic() + 5  # plotly draws after the page has loaded
+    while time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.05)
+    view.grab().save(str(out / "16-report.png"))
+    view.close()
+
+
 def litert_shots(app, window, tflite: Path, out: Path) -> None:
     """A .tflite opened as it is: its operators with their int8 quantization, measured in LiteRT on the
     evaluation split, planned for Coral; then netron's drawing of it."""
@@ -96,7 +139,7 @@ def litert_shots(app, window, tflite: Path, out: Path) -> None:
 
 def main() -> None:
     edge_only = "--edge-only" in sys.argv
-    args = [a for a in sys.argv[1:] if a != "--edge-only"]
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
     out = Path(args[0] if args else Path(__file__).parent / "screenshots")
     out.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="workbench-shots-"))
@@ -118,6 +161,10 @@ def main() -> None:
 
     window.open_demo()
     wait_for(app, lambda: window.ws.project is not None and not window.jobs.busy, 300)
+    if "--tune-only" in sys.argv:
+        tune_shots(app, window, out)
+        window.close()
+        return
     if edge_only:
         edge_shots(app, window, out)
         window.close()
@@ -183,6 +230,9 @@ def main() -> None:
     app.processEvents()
     window.grab().save(str(out / "8-confusion.png"))
     edge_shots(app, window, out)
+    window.open_demo()
+    wait_for(app, lambda: window.ws.project is not None and not window.jobs.busy, 300)
+    tune_shots(app, window, out)
     window.close()
     print(f"wrote {', '.join(sorted(p.name for p in out.glob('*.png')))} to {out}")
 

@@ -32,13 +32,21 @@ StudentChoice = Literal[
 
 
 class DistillParams(PluginParams):
-    student: StudentChoice = Field("width", description="width: the current architecture, narrower; or a built-in net")
+    student: StudentChoice = Field(
+        "width",
+        description="width: the current architecture, narrower; or a built-in net",
+        json_schema_extra={"tune": False},  # a built-in net takes its own input kind: not searched blindly
+    )
     width: float = Field(0.5, ge=0.1, le=1.0, description="student width multiplier")
-    epochs: int = Field(8, ge=1, le=100, description="passes over the training data")
+    epochs: int = Field(
+        8, ge=1, le=100, description="passes over the training data", json_schema_extra={"search": [2, 12]}
+    )
     temperature: float = Field(4.0, ge=1.0, le=20.0, description="softening of the teacher's outputs")
     alpha: float = Field(0.7, ge=0.0, le=1.0, description="weight of the teacher's soft labels vs. the true labels")
     learning_rate: float = Field(0.002, ge=1e-5, le=0.1, description="peak learning rate (one-cycle schedule)")
-    samples: int = Field(4000, ge=32, le=200_000, description="training samples used from the data")
+    samples: int = Field(
+        4000, ge=32, le=200_000, description="training samples used from the data", json_schema_extra={"tune": False}
+    )
 
 
 class Distill(Plugin):

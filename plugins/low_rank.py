@@ -31,7 +31,13 @@ class LowRankParams(PluginParams):
     )
     rank_ratio: float = Field(0.25, ge=0.01, le=1.0, description="fraction of the full rank kept (rank_ratio)")
     energy: float = Field(0.9, ge=0.5, le=0.9999, description="fraction of spectral energy kept (energy)")
-    min_params: int = Field(1024, ge=0, le=1_000_000, description="skip layers with fewer weights than this")
+    min_params: int = Field(
+        1024,
+        ge=0,
+        le=1_000_000,
+        description="skip layers with fewer weights than this",
+        json_schema_extra={"tune": False},
+    )
     exclude: list[str] = Field(default_factory=list, description="node names to leave untouched")
 
 

@@ -23,21 +23,32 @@ _PRUNABLE_INPUTS = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1}
 
 class MagnitudePruneParams(PluginParams):
     sparsity: float = Field(
-        0.5, ge=0.0, le=0.99, description="Fraction of weights set to zero (0 keeps all, 0.99 keeps 1 %)."
+        0.5,
+        ge=0.0,
+        le=0.99,
+        description="Fraction of weights set to zero (0 keeps all, 0.99 keeps 1 %).",
+        json_schema_extra={"search": [0.5, 0.98]},
     )
     scope: Literal["global", "per_layer", "sensitivity"] = Field(
         "global",
+        json_schema_extra={"search": ["global", "per_layer"]},  # a sensitivity sweep per trial costs too much
         description="global: one magnitude threshold across all layers (small layers may lose less); "
         "per_layer: every layer loses the same fraction; sensitivity: per-layer ratios that reach the target "
         "where a sweep on the calibration split says pruning costs least",
     )
     pattern: Literal["unstructured", "2:4", "4:8"] = Field(
         "unstructured",
+        # N:M fixes sparsity at 50 % for sparse tensor cores: a GPU speed pattern, not a size one for the edge
+        json_schema_extra={"search": ["unstructured"]},
         description="unstructured: any weight may go; N:M keeps the N largest of every M consecutive input "
         "weights (50 % sparsity that sparse tensor cores accelerate); sparsity and scope are then ignored",
     )
     iterations: int = Field(
-        1, ge=1, le=20, description="reach the target in this many steps (torch models; with fine-tuning)"
+        1,
+        ge=1,
+        le=20,
+        description="reach the target in this many steps (torch models; with fine-tuning)",
+        json_schema_extra={"search": [1, 8]},
     )
     schedule: Literal["linear", "cubic"] = Field(
         "linear",
@@ -49,10 +60,21 @@ class MagnitudePruneParams(PluginParams):
         ge=0,
         le=20,
         description="epochs of fine-tuning on labelled data after each step (torch models); pruned weights stay zero",
+        json_schema_extra={"search": [0, 3]},
     )
-    final_fine_tune_epochs: int = Field(0, ge=0, le=50, description="extra epochs after the last step")
-    fine_tune_lr: float = Field(5e-4, ge=1e-5, le=0.1, description="peak learning rate of each fine-tuning (Adam)")
-    fine_tune_batch: Literal[16, 32, 64, 128] = Field(64, description="fine-tuning batch size")
+    final_fine_tune_epochs: int = Field(
+        0, ge=0, le=50, description="extra epochs after the last step", json_schema_extra={"search": [0, 12]}
+    )
+    fine_tune_lr: float = Field(
+        5e-4,
+        ge=1e-5,
+        le=0.1,
+        description="peak learning rate of each fine-tuning (Adam)",
+        json_schema_extra={"search": [1e-4, 1e-2]},
+    )
+    fine_tune_batch: Literal[16, 32, 64, 128] = Field(
+        64, description="fine-tuning batch size", json_schema_extra={"tune": False}
+    )
     distill: bool = Field(
         False, description="fine-tune towards the unpruned model's outputs as well as the labels (distillation)"
     )

@@ -43,10 +43,13 @@ class MixedPrecisionParams(PluginParams):
         le=20.0,
         description="proposal: how many points of agreement with the float model (calibration split) "
         "the int4 layers may cost together",
+        json_schema_extra={"search": [0.1, 3.0]},
     )
     default: LayerPrecision = Field("int8", description="layers the assignment does not name")
     block_size: Literal[16, 32, 64, 128] = Field(32, description="int4 layers: weights per scale")
-    simplify_first: bool = Field(True, description="run onnxslim first (folds BatchNorm into the weights)")
+    simplify_first: bool = Field(
+        True, description="run onnxslim first (folds BatchNorm into the weights)", json_schema_extra={"tune": False}
+    )
 
 
 class MixedPrecision(Plugin):

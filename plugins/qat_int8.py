@@ -20,9 +20,17 @@ if TYPE_CHECKING:
 
 
 class QatParams(PluginParams):
-    epochs: int = Field(2, ge=1, le=50, description="fine-tuning epochs with fake-quantized weights")
+    epochs: int = Field(
+        2,
+        ge=1,
+        le=50,
+        description="fine-tuning epochs with fake-quantized weights",
+        json_schema_extra={"search": [1, 4]},
+    )
     learning_rate: float = Field(0.0005, ge=1e-6, le=0.05, description="peak learning rate")
-    calibration_samples: int = Field(128, ge=8, le=2048, description="samples for activation calibration")
+    calibration_samples: int = Field(
+        128, ge=8, le=2048, description="samples for activation calibration", json_schema_extra={"tune": False}
+    )
     reduce_range: bool = Field(
         True, description="7-bit weights, trained and exported alike (see int8 quantization: avoids x86 saturation)"
     )

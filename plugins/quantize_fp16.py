@@ -15,8 +15,14 @@ if TYPE_CHECKING:
 
 
 class QuantizeFp16Params(PluginParams):
-    keep_io_float32: bool = Field(True, description="keep inputs and outputs float32 (casts at the edges)")
-    simplify_first: bool = Field(True, description="run onnxslim first (folds constants and BN)")
+    keep_io_float32: bool = Field(
+        True,
+        description="keep inputs and outputs float32 (casts at the edges)",
+        json_schema_extra={"tune": False},  # float16 I/O changes what the model takes: not a compression choice
+    )
+    simplify_first: bool = Field(
+        True, description="run onnxslim first (folds constants and BN)", json_schema_extra={"tune": False}
+    )
     exclude: list[str] = Field(default_factory=list, description="node names to keep in float32")
 
 

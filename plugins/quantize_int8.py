@@ -46,7 +46,9 @@ class QuantizeInt8Params(PluginParams):
         description="static: int8 weights and activations, calibrated on your data; dynamic: activations "
         "quantized at run time (MatMul/Gemm only); weight_only: int8 storage, float compute",
     )
-    quant_format: Literal["QDQ", "QOperator"] = Field("QDQ", description="static: graph representation")
+    quant_format: Literal["QDQ", "QOperator"] = Field(
+        "QDQ", description="static: graph representation", json_schema_extra={"tune": False}
+    )
     calibration: Literal["MinMax", "Entropy", "Percentile"] = Field(
         "MinMax", description="static: how activation ranges are chosen from the calibration data"
     )
@@ -57,8 +59,12 @@ class QuantizeInt8Params(PluginParams):
         description="7-bit weights: x86 CPUs without VNNI (AVX2, most AVX-512) saturate 8-bit products in "
         "their int8 kernels and lose accuracy; 7 bits avoid that everywhere at a small precision cost",
     )
-    calibration_samples: int = Field(128, ge=8, le=2048, description="static: samples used for calibration")
-    simplify_first: bool = Field(True, description="run onnxslim before quantizing (folds constants and BN)")
+    calibration_samples: int = Field(
+        128, ge=8, le=2048, description="static: samples used for calibration", json_schema_extra={"tune": False}
+    )
+    simplify_first: bool = Field(
+        True, description="run onnxslim before quantizing (folds constants and BN)", json_schema_extra={"tune": False}
+    )
     exclude: list[str] = Field(default_factory=list, description="node names to keep in float")
     half_scales_and_biases: bool = Field(
         False,
@@ -71,6 +77,7 @@ class QuantizeInt8Params(PluginParams):
         le=32,
         description="mixed precision: also keep the N layers whose int8 weights hurt most in float "
         "(found by a per-layer sweep on the task's data)",
+        json_schema_extra={"search": [0, 3]},
     )
 
 

@@ -19,7 +19,13 @@ if TYPE_CHECKING:
 
 
 class StructuredPruneParams(PluginParams):
-    ratio: float = Field(0.3, ge=0.0, le=0.9, description="Fraction of channels removed from each prunable group.")
+    ratio: float = Field(
+        0.3,
+        ge=0.0,
+        le=0.9,
+        description="Fraction of channels removed from each prunable group.",
+        json_schema_extra={"search": [0.1, 0.7]},
+    )
     importance: Literal["l1", "l2", "bn_scale", "taylor"] = Field(
         "l2",
         description="How channels are ranked: weight magnitude (L1/L2), BatchNorm scale, or first-order Taylor "

@@ -34,12 +34,28 @@ FIT_SAMPLE = 20000  # k-means is fit on at most this many weights per layer, the
 
 
 class WeightSharingParams(PluginParams):
-    clusters: int = Field(16, ge=2, le=256, description="codebook entries per layer (≤16: 4-bit indices)")
+    clusters: int = Field(
+        16,
+        ge=2,
+        le=256,
+        description="codebook entries per layer (≤16: 4-bit indices)",
+        json_schema_extra={"search": [4, 64]},
+    )
     biases: bool = Field(False, description="cluster the Conv/Gemm bias vectors too (they matter in tiny models)")
     fine_tune_epochs: int = Field(
-        0, ge=0, le=50, description="epochs fine-tuning the codebook entries on labelled data (torch models)"
+        0,
+        ge=0,
+        le=50,
+        description="epochs fine-tuning the codebook entries on labelled data (torch models)",
+        json_schema_extra={"search": [0, 3]},
     )
-    fine_tune_lr: float = Field(1e-3, ge=1e-5, le=0.1, description="peak learning rate of that fine-tuning (Adam)")
+    fine_tune_lr: float = Field(
+        1e-3,
+        ge=1e-5,
+        le=0.1,
+        description="peak learning rate of that fine-tuning (Adam)",
+        json_schema_extra={"search": [1e-4, 1e-2]},
+    )
     exclude: list[str] = Field(default_factory=list, description="node or weight names to leave untouched")
 
 

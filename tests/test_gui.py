@@ -560,3 +560,30 @@ def test_the_layer_table_says_where_each_layer_runs_and_the_memory_tab_shows_the
     assert window.memory.peak["live_bytes"] <= tflm["arena_head_bytes"] and "measured by TFLM" in (
         window.memory.title.text()
     )
+
+
+def test_auto_tune_streams_trials_to_the_panel_and_the_plot_then_exports_a_report(
+    qtbot, window, demo_checkpoint, tmp_path
+):
+    from workbench.tuning.study import TuneSettings
+    from workbench.tuning.trial import Goal
+
+    open_demo_model(qtbot, window, demo_checkpoint)
+    panel = window.tune_panel
+    panel.set_device("phone")
+    settings = panel.settings()
+    assert settings.goal.device == "phone" and "magnitude_prune" in settings.goal.plugins
+    window.start_tuning(
+        TuneSettings(goal=Goal(device="phone", max_drop=1.0, plugins=["quantize_int8"]), trials=2, sampler="random")
+    )
+    assert panel.stop_button.isEnabled() and not panel.start_button.isEnabled()
+    qtbot.waitUntil(lambda: panel.table.rowCount() >= 1, timeout=JOB_TIMEOUT_MS)  # streamed while it runs
+    wait_idle(qtbot, window)
+    assert panel.table.rowCount() == 2 and panel.start_button.isEnabled()
+    assert "Study " in panel.status.text() and "Best meeting the goal" in panel.best.text()
+    assert window.plot.best.data.size == 1 and len(window.plot.points) >= 2
+    panel.select_best.click()
+    assert window.ws.current_id == panel._best_id
+    window.export_report(tmp_path / "report.html")
+    wait_idle(qtbot, window)
+    assert "Auto-tune studies" in (tmp_path / "report.html").read_text()

@@ -20,6 +20,7 @@ from workbench.plugin import Task
 class _Worker(QThread):
     progressed = Signal(float, str)
     measured = Signal(str, float)
+    partial = Signal(object)
     succeeded = Signal(object)
     failed = Signal(str, str)
     was_cancelled = Signal()
@@ -30,6 +31,7 @@ class _Worker(QThread):
         self.task = Task(
             lambda fraction, message: self.progressed.emit(fraction, message),
             on_metric=lambda name, value: self.measured.emit(name, value),
+            on_partial=lambda result: self.partial.emit(result),
         )
 
     def run(self) -> None:
@@ -51,6 +53,7 @@ class JobRunner(QObject):
     started = Signal(str)
     progressed = Signal(float, str)
     metric = Signal(str, float)  # streamed values such as a training loss
+    partial = Signal(object)  # finished pieces of a running job, such as a search's trials
     idle = Signal()
     failed = Signal(str, str)  # message, details
     cancelled = Signal(str)
@@ -81,6 +84,7 @@ class JobRunner(QObject):
         self._worker, self._label = worker, label
         worker.progressed.connect(self.progressed)
         worker.measured.connect(self.metric)
+        worker.partial.connect(self.partial)
         worker.succeeded.connect(lambda result: self._finish(worker, on_done, result))
         worker.failed.connect(lambda message, details: self._fail(worker, message, details))
         worker.was_cancelled.connect(lambda: self._cancelled(worker))

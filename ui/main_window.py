@@ -37,6 +37,7 @@ from workbench.ui.notice import NoticeBar
 from workbench.ui.params_form import ParamsForm
 from workbench.ui.sensitivity_panel import SensitivityPanel
 from workbench.ui.tradeoff_plot import SCORE_LABELS, TradeoffPlot, quality_of
+from workbench.ui.tune_panel import TunePanel
 from workbench.ui.variants_tree import VariantsTree
 
 from workbench.device_export import export_for_device, plan_export
@@ -73,6 +74,9 @@ class MainWindow(QMainWindow):
         self.last_bundle: Path | None = None
         self.plot = TradeoffPlot()
         self.sensitivity = SensitivityPanel()
+        self.tune_panel = TunePanel(list(self.ws.registry.plugins))
+        self._tuning = False
+        self._trials: list = []  # the running search's finished trials
         self._build_plugin_panel()
         self._build_layout()
         self._build_menus()
@@ -156,6 +160,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.confusion, "Confusion")
         self.memory = MemoryView()
         self.tabs.addTab(self.memory, "Memory")
+        self.tabs.addTab(self.tune_panel, "Auto-tune")
         self.center = QStackedWidget()
         self.center.addWidget(self.empty)
         self.center.addWidget(self.tabs)
@@ -202,6 +207,7 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "&Save project as…", QKeySequence.StandardKey.SaveAs, self.save_project_as)
         file_menu.addSeparator()
         self.export_action = self._action(file_menu, "&Export selected variant…", "Ctrl+E", self.choose_export)
+        self.report_action = self._action(file_menu, "Export &report…", "Ctrl+Shift+R", self.choose_report)
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", QKeySequence.StandardKey.Quit, self.close)
         data = self.menuBar().addMenu("&Data")
@@ -255,6 +261,10 @@ class MainWindow(QMainWindow):
         self.sensitivity.runRequested.connect(self.run_sensitivity)
         self.sensitivity.overridesProposed.connect(self._use_overrides)
         self.sensitivity.mixedPrecisionRequested.connect(self._apply_mixed_precision)
+        self.tune_panel.startRequested.connect(self.start_tuning)
+        self.tune_panel.stopRequested.connect(self.jobs.cancel)
+        self.tune_panel.variantChosen.connect(self.select_variant)
+        self.jobs.partial.connect(self._trial_finished)
         self.preview_timer = QTimer(self)
         self.preview_timer.setSingleShot(True)
         self.preview_timer.setInterval(PREVIEW_DEBOUNCE_MS)
@@ -443,6 +453,7 @@ class MainWindow(QMainWindow):
         self.readout.setText("Move a slider to preview its effect.")
         self._graph_variant = None
         self.refresh()
+        self._show_studies()
         problems = self.ws.project.problems if self.ws.project is not None else []
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
@@ -685,6 +696,99 @@ class MainWindow(QMainWindow):
         where = f" on {device.name}" if mode == "placement" and device is not None else ""
         self.graph.color_nodes(values, f"{COLOR_MODES[mode]}{where}: {scale}")
 
+    # --- auto-tune and report ------------------------------------------------------------------------
+    def start_tuning(self, settings) -> None:
+        """Auto-tune ▸ Start: the search runs as a job; each trial lands in the panel and on the plot."""
+        from workbench.tuning.study import tune
+
+        if self.ws.project is None:
+            self.notice.show_message("Open a model first: a search makes variants of a project.", level="info")
+            return
+        project = self.ws.project
+        self._tuning, self._trials = True, []
+        self.tune_panel.set_running(True)
+        self.tune_panel.table.setRowCount(0)
+        self.jobs.run(
+            "Auto-tuning",
+            lambda task: tune(project, settings, task=task, on_trial=task.partial),
+            self._tuned,
+        )
+
+    def _trial_finished(self, record) -> None:
+        if not self._tuning:
+            return
+        self._trials.append(record)
+        self.tune_panel.add_trial(record)
+        feasible = [r for r in self._trials if r.feasible]
+        best = min(feasible, key=lambda r: r.outcome.download_ratio, default=None)
+        self.tune_panel.show_best(best)
+        self._show_feasibility(self._trials, best)
+        self.tree.set_variants(self.ws.variants(), self.ws.current_id)
+        self.plot.set_variants(self.ws.variants(), self.ws.current_id)
+
+    def _show_feasibility(self, records, best) -> None:
+        feasible: dict[str, bool] = {}
+        for record in records:
+            if record.outcome is not None:
+                vid = record.outcome.variant_id
+                feasible[vid] = feasible.get(vid, False) or record.feasible
+        best_id = best.outcome.variant_id if best is not None and best.outcome is not None else None
+        self.plot.set_feasibility(feasible, best_id)
+
+    def _tuned(self, result) -> None:
+        self._tuning = False
+        self.tune_panel.set_running(False)
+        self.tune_panel.show_result(result)
+        self._show_feasibility(result.records, result.best)
+        self.refresh()
+
+    def _show_studies(self) -> None:
+        """A reopened project shows its latest study: the search resumes from there."""
+        from workbench.tuning.study import project_studies
+
+        studies = project_studies(self.ws.project.folder) if self.ws.project is not None else []
+        if studies:
+            latest = studies[-1]
+            self.tune_panel.show_result(latest)
+            if latest.goal.get("device"):
+                self.tune_panel.set_device(latest.goal["device"])
+            self._show_feasibility(latest.records, latest.best)
+        else:
+            self.tune_panel.table.setRowCount(0)
+            self.plot.set_feasibility({}, None)
+
+    def choose_report(self) -> None:
+        if self.ws.project is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export report", "report.html", "HTML (*.html)")
+        if path:
+            self.export_report(Path(path))
+
+    def export_report(self, path: Path) -> None:
+        from workbench.report import write_report
+        from workbench.tuning.study import study_path
+
+        project = self.ws.project
+        variant_id = self.ws.current_id
+        # a searched project's budgets are its study's device's; otherwise the export panel's
+        device = None if study_path(project.folder).is_file() else self.device_panel.device()
+        self.jobs.run(
+            "Writing the report",
+            lambda _task: write_report(project, path, variant_id=variant_id, device_id=device.id if device else None),
+            self._report_written,
+        )
+
+    def _report_written(self, path: Path) -> None:
+        from PySide6.QtCore import QUrl
+        from PySide6.QtGui import QDesktopServices
+
+        self.last_report = path
+        self.notice.show_message(
+            f"Report written: {path}",
+            level="success",
+            action=("Open", lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(str(path)))),
+        )
+
     # --- refresh ----------------------------------------------------------------------------------
     def refresh(self) -> None:
         if self.ws.litert is not None:
@@ -698,6 +802,8 @@ class MainWindow(QMainWindow):
             self.plugin_box,
             self.device_panel,
             self.export_action,
+            self.report_action,
+            self.tune_panel,
             self.apply_action,
             self.undo_action,
             self.attach_action,
@@ -727,7 +833,7 @@ class MainWindow(QMainWindow):
         """A LiteRT file as it is: its operators, graph, LiteRT figures and devices; nothing to compress."""
         document = self.ws.litert
         self.center.setCurrentWidget(self.tabs)
-        for widget in (self.plugin_box, self.apply_action, self.undo_action):
+        for widget in (self.plugin_box, self.apply_action, self.undo_action, self.report_action, self.tune_panel):
             widget.setEnabled(False)
         for widget in (self.device_panel, self.export_action, self.attach_action):
             widget.setEnabled(True)
@@ -804,9 +910,17 @@ class MainWindow(QMainWindow):
         self.loss_plot.show()
 
     def _job_progress(self, fraction: float, message: str) -> None:
+        if self._tuning:
+            self.tune_panel.show_progress(fraction, message)
         self.progress.setValue(int(fraction * 1000))
         if message:
             self.status_text.setText(f"{self.jobs.label}: {message}")
+
+    def _stop_tuning_view(self) -> None:
+        if self._tuning:
+            self._tuning = False
+            self.tune_panel.set_running(False)
+            self._show_studies()
 
     def _job_idle(self) -> None:
         self.progress.hide()
@@ -814,11 +928,13 @@ class MainWindow(QMainWindow):
 
     def _job_failed(self, message: str, details: str) -> None:
         self._job_idle()
+        self._stop_tuning_view()
         self.status_text.setText("Failed")
         self.notice.show_message(message, level="error", details=details)
 
     def _job_cancelled(self, label: str) -> None:
         self._job_idle()
+        self._stop_tuning_view()
         self.status_text.setText(f"Cancelled: {label}")
 
 

@@ -89,7 +89,8 @@ class TradeoffPlot(QWidget):
         self.preview = pg.ScatterPlotItem(
             size=14, symbol="d", pen=pg.mkPen("#9c27b0", width=2), brush=pg.mkBrush(156, 39, 176, 90)
         )
-        for item in (self.front, self.scatter, self.selected, self.preview):
+        self.best = pg.ScatterPlotItem(size=26, symbol="star", pen=pg.mkPen("#e6a100", width=2), brush=None)
+        for item in (self.front, self.scatter, self.selected, self.preview, self.best):
             self.plot.addItem(item)
         self.scatter.sigClicked.connect(self._clicked)
         self.caption = QLabel("Measured on this host. ★ baseline · ● variant · ◆ preview · dashed: Pareto front")
@@ -108,6 +109,8 @@ class TradeoffPlot(QWidget):
         self._variants: list[Variant] = []
         self._selected_id: str | None = None
         self._preview: Metrics | None = None
+        self._feasible: dict[str, bool] = {}  # an auto-tune goal: variants that meet it, and those that do not
+        self._best: str | None = None
         self.points: dict[str, tuple[float, float]] = {}
 
     def set_variants(self, variants: list[Variant], selected_id: str | None) -> None:
@@ -119,6 +122,11 @@ class TradeoffPlot(QWidget):
             self.y_metric.addItem(label, key)
         self.y_metric.setCurrentIndex(max(0, self.y_metric.findData(chosen)))
         self.y_metric.blockSignals(False)
+        self.refresh()
+
+    def set_feasibility(self, feasible: dict[str, bool], best: str | None) -> None:
+        """Grey the variants that break a search's goal; ring the best one that meets it."""
+        self._feasible, self._best = dict(feasible), best
         self.refresh()
 
     def set_preview(self, metrics: Metrics | None) -> None:
@@ -149,7 +157,13 @@ class TradeoffPlot(QWidget):
                     "data": variant.id,
                     "size": 16 if variant.is_root else 11,
                     "symbol": "star" if variant.is_root else "o",
-                    "brush": pg.mkBrush("#1e88e5" if variant.is_root else "#43a047"),
+                    "brush": pg.mkBrush(
+                        "#1e88e5"
+                        if variant.is_root
+                        else "#bdbdbd"
+                        if self._feasible.get(variant.id) is False
+                        else "#43a047"
+                    ),
                 }
             )
         self.scatter.setData(spots)
@@ -159,6 +173,8 @@ class TradeoffPlot(QWidget):
         for spot in self.scatter.points():
             if spot.data() in front_ids:
                 spot.setPen(pg.mkPen("#e6a100", width=2))
+        best = self.points.get(self._best or "")
+        self.best.setData([best[0]] if best else [], [best[1]] if best else [])
         sel = self.points.get(self._selected_id or "")
         self.selected.setData([sel[0]] if sel else [], [sel[1]] if sel else [])
         preview = self._preview

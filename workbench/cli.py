@@ -159,6 +159,39 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("--trust-pickle", action="store_true", help=argparse.SUPPRESS)
     export.set_defaults(handler=_cmd_export)
 
+    tune = sub.add_parser(
+        "tune", help="search compression steps for a device and an accuracy budget (Optuna), then export the best"
+    )
+    tune.add_argument("source", metavar="MODEL_OR_PROJECT", help="a model file (a project is made) or a project folder")
+    tune.add_argument("--device", required=True, help="device profile id: its storage and RAM are constraints")
+    tune.add_argument("--data", help="labelled data for a model file (train split to fine-tune, evaluation to score)")
+    tune.add_argument("--max-drop", type=float, default=0.5, help="most points of accuracy to lose (default 0.5)")
+    tune.add_argument("--min-agreement", type=float, help="least top-1 agreement with the baseline, e.g. 0.99")
+    tune.add_argument("--max-latency-ratio", type=float, help="slowest latency vs the baseline, measured here")
+    tune.add_argument("--max-latency-ms", type=float, help="slowest estimated latency on the device")
+    tune.add_argument("--trials", type=_positive, help="trials in the study (a resumed study counts its earlier ones)")
+    tune.add_argument("--time", help="time for this run, e.g. 300s, 10m or 1h")
+    tune.add_argument("--workers", type=_positive, default=1, help="trials at once (worker processes, or Ray tasks)")
+    tune.add_argument("--ray", metavar="ADDRESS", help="run trials on the Ray cluster at ADDRESS (e.g. 127.0.0.1:6379)")
+    tune.add_argument("--plugins", help="comma-separated plugin ids the search may use (default: all)")
+    tune.add_argument("--sampler", choices=["tpe", "random"], default="tpe")
+    tune.add_argument("--seed", type=int, default=0)
+    tune.add_argument("--project", help="folder for the project a model file makes (default: a new one)")
+    tune.add_argument("-o", "--output", help="folder for the best feasible variant's recipe and bundle")
+    tune.add_argument("--input-shape", help="input shape for a model file with dynamic dimensions")
+    _preprocessing_args(tune)
+    _scoring_args(tune)
+    tune.add_argument("--arch", help=argparse.SUPPRESS)
+    tune.add_argument("--trust-pickle", action="store_true", help=argparse.SUPPRESS)
+    tune.set_defaults(handler=_cmd_tune, const=[], state=[], frame=None, hop=None)
+
+    report = sub.add_parser("report", help="write the project as one self-contained HTML page")
+    report.add_argument("project", metavar="PROJECT", help="a project folder")
+    report.add_argument("-o", "--output", required=True, help="the .html file to write")
+    report.add_argument("--variant", help="the variant whose recipe and budgets it shows (default: the best tuned)")
+    report.add_argument("--device", help="the device whose budgets it shows (default: the study's)")
+    report.set_defaults(handler=_cmd_report)
+
     verify = sub.add_parser("verify", help="recompute an exported bundle's figures and say which one is wrong")
     verify.add_argument("bundle", metavar="BUNDLE", help="a bundle folder written by workbench export")
     verify.add_argument("--data", help="where the evaluation data is, if not at the path the manifest names")
@@ -821,6 +854,152 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         return 1
     print("every figure checked matches the bundle")
     return 0
+
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from workbench.devices import get_device
+    from workbench.fileio import sha256_file
+    from workbench.project import DB_NAME, Project
+    from workbench.tuning.study import TuneSettings, tune
+    from workbench.tuning.trial import STAGES, Goal
+
+    device = get_device(args.device)
+    allowed = [p.strip() for p in args.plugins.split(",")] if args.plugins else None
+    goal = Goal(
+        device=device.id,
+        max_drop=args.max_drop,
+        min_agreement=args.min_agreement,
+        max_latency_ratio=args.max_latency_ratio,
+        max_latency_ms=args.max_latency_ms,
+        **({"plugins": allowed} if allowed else {}),
+    )
+    settings = TuneSettings(
+        goal=goal,
+        trials=args.trials,
+        seconds=_duration(args.time) if args.time else None,
+        workers=args.workers,
+        ray_address=args.ray,
+        sampler=args.sampler,
+        seed=args.seed,
+    )
+    if settings.trials is None and settings.seconds is None:
+        settings.trials = 30
+    source = Path(args.source)
+    if (source / DB_NAME).is_file():
+        project = Project.open(source)
+    else:
+        from workbench.workspace import projects_root
+
+        model = _open_model(args, str(source))
+        folder = (
+            Path(args.project)
+            if args.project
+            else projects_root() / f"{model.name}-tune-{time.strftime('%Y%m%d-%H%M%S')}"
+        )
+        project = Project.create(
+            folder,
+            model,
+            dataset=_data_ref(args) if args.data else None,
+            source_sha256=sha256_file(source),
+            scoring=_scoring(args, model),
+        )
+    stages = ", ".join(f"{stage}: {' | '.join(p for p in ids if p in goal.plugins)}" for stage, ids in STAGES.items())
+    print(f"project          {project.folder} (resume: workbench tune {project.folder} --device {device.id} ...)")
+    print(f"search           {stages}")
+    print(f"goal             {_goal_line(goal, device.name)}")
+
+    def announce(record) -> None:
+        if record.outcome is None:
+            print(f"trial {record.number:3d}  failed: {_clip(record.error or '?', 110)}  [{record.describe_chain()}]")
+            return
+        o = record.outcome
+        mark = "feasible" if o.feasible else "breaks " + ", ".join(k for k, c in o.constraints.items() if c.value > 0)
+        print(
+            f"trial {record.number:3d}  {1 / o.download_ratio:6.1f}x smaller  latency {o.latency_ratio:5.2f}x  "
+            f"{o.quality_name.split()[0]} {o.quality:.2%} ({-o.drop_points:+.2f} pt)  {o.seconds:5.1f} s  {mark}"
+        )
+
+    with project, _progress("tuning") as task:
+        result = tune(project, settings, task=task, on_trial=announce)
+        print(
+            f"\nstudy {result.study_name}: {len(result.records)} trials; {result.stopped} after {result.seconds:.0f} s"
+        )
+        rows = [["trial", "steps", "smaller", "latency", "quality", "drop pt", "variant"]]
+        for record in result.pareto:
+            o = record.outcome
+            rows.append(
+                [
+                    str(record.number),
+                    _clip(record.describe_chain(), 70),
+                    f"{1 / o.download_ratio:.1f}x",
+                    f"{o.latency_ratio:.2f}x",
+                    f"{o.quality:.2%}",
+                    f"{o.drop_points:+.2f}",
+                    o.variant_id,
+                ]
+            )
+        print("Pareto front of the feasible trials (download size, latency, quality):")
+        print(_table(rows, right={0, 2, 3, 4, 5}) if len(rows) > 1 else "  (no feasible trial yet)")
+        print(f"hypervolume      {result.hypervolume:.4f} (reference: baseline size, 2x its latency, all wrong)")
+        if result.best is None:
+            print("best             none of the trials meets every constraint: loosen the goal or give more trials")
+            return 1
+        best = result.best.outcome
+        print(
+            f"best             trial {result.best.number}: {1 / best.download_ratio:.1f}x smaller download, latency "
+            f"{best.latency_ratio:.2f}x, {best.quality_name} {best.quality:.2%} ({-best.drop_points:+.2f} pt)"
+        )
+        for name, constraint in best.constraints.items():
+            print(f"  {name:15s} {constraint.detail} ({constraint.source})")
+        if args.output:
+            from workbench.device_export import export_for_device
+
+            out = Path(args.output)
+            out.mkdir(parents=True, exist_ok=True)
+            recipe = out / "recipe.yaml"
+            recipe.write_text(project.recipe(best.variant_id).dumps("yaml"), encoding="utf-8")
+            print(f"recipe           {recipe}")
+            bundle = export_for_device(project, best.variant_id, device, out, task=task)
+    if args.output:
+        _print_bundle(bundle)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from workbench.project import Project
+    from workbench.report import write_report
+
+    with Project.open(args.project) as project:
+        path = write_report(project, args.output, variant_id=args.variant, device_id=args.device)
+    print(f"wrote {path} ({path.stat().st_size:,} B, self-contained)")
+    return 0
+
+
+def _goal_line(goal, device_name: str) -> str:
+    parts = [f"{device_name}'s storage and RAM"]
+    if goal.max_drop is not None:
+        parts.append(f"at most {goal.max_drop:g} pt of accuracy lost")
+    if goal.min_agreement is not None:
+        parts.append(f"top-1 agreement at least {goal.min_agreement:.2%}")
+    if goal.max_latency_ratio is not None:
+        parts.append(f"latency at most {goal.max_latency_ratio:g}x the baseline (measured here)")
+    if goal.max_latency_ms is not None:
+        parts.append(f"at most {goal.max_latency_ms:g} ms on the device (estimated)")
+    return "; ".join(parts)
+
+
+def _duration(text: str) -> float:
+    from workbench.errors import WorkbenchError
+
+    units = {"s": 1, "m": 60, "h": 3600}
+    value, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    try:
+        seconds = float(value) * units[unit]
+    except ValueError:
+        raise WorkbenchError(f"--time takes a duration like 300s, 10m or 1h, not '{text}'") from None
+    if seconds <= 0:
+        raise WorkbenchError(f"--time must be positive, not '{text}'")
+    return seconds
 
 
 def _pick_variant(project, wanted: str | None):

@@ -59,9 +59,11 @@ class Task:
         calibration: DataSource = None,
         no_data_reason: str = "no data is attached",
         on_metric: Callable[[str, float], None] | None = None,
+        on_partial: Callable[[Any], None] | None = None,
     ) -> None:
         self._on_progress = on_progress
         self._on_metric = on_metric
+        self._on_partial = on_partial
         self._cancel = threading.Event()
         self._data: dict[str, DataSource] = {"train": train, "calibration": calibration}
         self.no_data_reason = no_data_reason
@@ -87,6 +89,11 @@ class Task:
         """Stream a named value (a training loss) to whoever watches: the GUI plots it as a curve."""
         if self._on_metric is not None:
             self._on_metric(name, float(value))
+
+    def partial(self, result: Any) -> None:
+        """Hand over a finished piece of a long job (a search's trial) while the job goes on."""
+        if self._on_partial is not None:
+            self._on_partial(result)
 
     def note(self, text: str) -> None:
         if text not in self.notes:
@@ -122,7 +129,9 @@ class Task:
 
         class _Sub(Task):
             def __init__(self) -> None:
-                super().__init__(None, no_data_reason=parent.no_data_reason, on_metric=parent.metric)
+                super().__init__(
+                    None, no_data_reason=parent.no_data_reason, on_metric=parent.metric, on_partial=parent.partial
+                )
                 self._cancel = parent._cancel
                 self._data = parent._data  # loaded once, shared
                 self.notes = parent.notes

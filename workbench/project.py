@@ -685,5 +685,9 @@ def _default_name(plugin: Plugin, params: dict[str, Any]) -> str:
         defaults = plugin.Params().model_dump(mode="json")
     except Exception:
         defaults = {}
-    shown = ", ".join(f"{k}={v}" for k, v in params.items() if defaults.get(k, object()) != v and v not in ({}, []))
+    shown = ", ".join(
+        f"{k}={f'{v:.3g}' if isinstance(v, float) else v}"  # a searched 0.5000549 reads as 0.5
+        for k, v in params.items()
+        if defaults.get(k, object()) != v and v not in ({}, [])
+    )
     return f"{plugin.title} ({shown})" if shown else plugin.title

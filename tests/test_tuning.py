@@ -1,0 +1,198 @@
+"""The auto-tuner: the search space read from plugins' Params, trials as project variants held against
+the goal, a study that resumes in the project folder, and trials on a local Ray head."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pytest
+from pydantic import Field
+
+pytest.importorskip("optuna")
+
+from workbench.datasets import dataset_ref_for_path
+from workbench.loading import load_model
+from workbench.plugin import Plugin, PluginKind, PluginParams, discover_plugins
+from workbench.project import Project
+from workbench.runtime import make_session
+from workbench.tuning.space import plugin_dimensions, suggest_params
+from workbench.tuning.study import TuneSettings, open_study, propose_chain, study_path, tune
+from workbench.tuning.trial import Goal, run_trial
+
+
+@pytest.fixture
+def project(tmp_path, mlp_onnx):
+    """An MLP with labelled data (its own predictions, one in five flipped): accuracy is real and known."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 16)).astype(np.float32)
+    session = make_session(mlp_onnx.read_bytes())
+    labels = np.concatenate([session.run(None, {"x": x[i : i + 1]})[0] for i in range(len(x))]).argmax(axis=1)
+    labels[::5] = (labels[::5] + 1) % 10
+    np.savez(tmp_path / "data.npz", x=x, y=labels)
+    ref = dataset_ref_for_path(str(tmp_path / "data.npz"), None)
+    model = load_model(mlp_onnx, input_shapes="1,16", remember_shapes=False)
+    with Project.create(tmp_path / "project", model, dataset=ref) as created:
+        yield created
+
+
+@pytest.fixture
+def small_device(monkeypatch, tmp_path, project):
+    """A device whose storage takes an int8 copy of the MLP but not the float one."""
+    from workbench.devices import user_devices_dir
+
+    size = len(project.load_model(project.root.id).artifact_bytes())
+    folder = user_devices_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "small.yaml").write_text(
+        "id: small-mcu\nname: Small test board\ncpu: test\nruntime: onnxruntime\nprecisions: [fp32, fp16, int8-weights, int8, int4]\n"
+        f"ram_bytes: 1048576\nstorage_bytes: {int(size * 0.7)}\nthroughput_macs_per_s: {{fp32: 1.0e8}}\n"
+        'throughput_source: "test"\nenergy_per_mac_j: 1.0e-9\nenergy_source: "test"\nexport:\n  format: onnx\n'
+    )
+    return "small-mcu"
+
+
+class _Params(PluginParams):
+    ratio: float = Field(0.3, ge=0.0, le=0.9)
+    steps: int = Field(2, ge=1, le=10, json_schema_extra={"search": [1, 4]})
+    lr: float = Field(1e-3, ge=1e-5, le=0.1)
+    mode: Literal["a", "b", "c"] = "a"
+    flag: bool = False
+    fixed: Literal["only"] = "only"
+    names: list[str] = Field(default_factory=list)
+    quiet: bool = Field(True, json_schema_extra={"tune": False})
+
+
+class _Plugin(Plugin):
+    id = "test_plugin"
+    title = "Test"
+    kind = PluginKind.PRUNE
+    formats = frozenset({"onnx"})
+    Params = _Params
+
+    def apply(self, model, params, task):  # pragma: no cover - never applied here
+        return model
+
+
+def test_the_search_space_is_read_from_a_plugins_declared_params():
+    import optuna
+
+    dims = {d.name: d for d in plugin_dimensions(_Plugin())}
+    assert set(dims) == {"ratio", "steps", "lr", "mode", "flag"}  # lists, single choices and tune=False stay out
+    assert (dims["ratio"].kind, dims["ratio"].low, dims["ratio"].high, dims["ratio"].log) == ("float", 0, 0.9, False)
+    assert (dims["steps"].kind, dims["steps"].low, dims["steps"].high) == ("int", 1, 4)  # narrowed for the search
+    assert dims["lr"].log and dims["mode"].choices == ("a", "b", "c") and dims["flag"].choices == (False, True)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(20):
+        values = suggest_params(study.ask(), _Plugin())
+        assert 0 <= values["ratio"] <= 0.9 and 1 <= values["steps"] <= 4 and values["quiet"] is True
+    # the built-in plugins: pruning searches its narrowed range, never its per-layer overrides
+    prune = {d.name: d for d in plugin_dimensions(discover_plugins().get("magnitude_prune"))}
+    assert (prune["sparsity"].low, prune["sparsity"].high) == (0.5, 0.98) and "overrides" not in prune
+    assert prune["scope"].choices == ("global", "per_layer") and "fine_tune_batch" not in prune
+    assert "pattern" not in prune  # N:M fixes sparsity at 50 %: a GPU speed pattern, narrowed out of the search
+
+
+def test_a_trial_is_variants_in_the_project_and_identical_trials_reuse_them(project, small_device):
+    goal = Goal(device=small_device, max_drop=1.0).model_dump(mode="json")
+    chain = [{"plugin": "quantize_int8", "params": {"mode": "weight_only"}}]
+    first = run_trial(str(project.folder), chain, goal)["outcome"]
+    count = len(project.variants())
+    second = run_trial(str(project.folder), chain, goal)["outcome"]
+    assert second["variant_id"] == first["variant_id"] and len(project.variants()) == count == 2
+    assert second["seconds"] < first["seconds"]
+    assert first["download_ratio"] < 1 and first["constraints"]["storage"]["value"] <= 0
+    failed = run_trial(str(project.folder), [{"plugin": "distill", "params": {}}], goal)
+    assert "error" in failed and "\n" not in failed["error"]
+
+
+def test_every_trial_is_held_against_the_goal_and_the_best_meets_it(project, small_device):
+    settings = TuneSettings(
+        goal=Goal(device=small_device, max_drop=2.0, plugins=["quantize_int8", "quantize_fp16", "low_bit_weights"]),
+        trials=6,
+        sampler="random",
+        seed=3,
+    )
+    seen = []
+    result = tune(project, settings, on_trial=seen.append)
+    assert len(seen) == 6 and result.stopped == "the trial budget is spent"
+    assert all(r.chain for r in result.records)  # never the baseline again: it is measured already
+    limit = int(len(project.load_model(project.root.id).artifact_bytes()) * 0.7)
+    root = project.root.metrics
+    for record in (r for r in result.records if r.outcome is not None):
+        variant = project.get(record.outcome.variant_id)
+        fits = variant.metrics.artifact_bytes <= limit
+        within = (root.accuracy - variant.metrics.accuracy) * 100 <= 2.0
+        assert record.feasible == (fits and within), record.describe_chain()
+    assert result.best is not None and result.best.feasible
+    assert all(r.feasible for r in result.pareto) and result.hypervolume > 0
+    # the report: one self-contained page with the variants, the study and the chosen variant's recipe
+    from workbench.report import write_report
+
+    page = write_report(project, project.folder.parent / "report.html").read_text()
+    assert "<script src" not in page and "Plotly.newPlot" in page  # plotly inlined: no script is fetched
+    assert all(v.name in page for v in project.variants())
+    assert f"study {result.study_name}" in page and "Measured</b>" in page and "Estimated</b>" in page
+    assert project.get(result.best.outcome.variant_id).name in page.split("Recipe: ")[1][:200]
+
+
+def test_a_study_resumes_after_its_run_is_killed(project, small_device):
+    from optuna.trial import TrialState
+
+    settings = TuneSettings(
+        goal=Goal(device=small_device, plugins=["quantize_fp16", "low_bit_weights"]), trials=2, sampler="random"
+    )
+    first = [(r.number, r.state) for r in tune(project, settings).records]
+    assert len(first) == 2
+    # a run killed mid-trial leaves that trial running in the study
+    study = open_study(project.folder, settings)
+    killed = study.ask()
+    killed_chain = propose_chain(killed, settings.goal, discover_plugins())
+    del study
+    assert study_path(project.folder).is_file()
+    settings.trials = 4
+    result = tune(project, settings)
+    assert [(r.number, r.state) for r in result.records][:2] == first  # the first run's trials are kept
+    assert len(result.records) == 4 and result.records[2].state == "failed"
+    assert "interrupted" in result.records[2].error
+    resumed = open_study(project.folder, settings)
+    asked_again = resumed.get_trials(states=(TrialState.COMPLETE, TrialState.FAIL))[3]
+    assert asked_again.params == killed.params  # asked again first, every parameter as it was
+    assert [s.plugin for s in result.records[3].chain] == [s.plugin for s in killed_chain]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_trials_run_on_a_local_ray_head(project, small_device):
+    pytest.importorskip("ray")
+    port = _free_port()
+    ray = str(Path(sys.executable).parent / "ray")
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_UV_RUN_RUNTIME_ENV": "0"}
+    start = [ray, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1"]
+    sockets = tempfile.mkdtemp(prefix="ray-", dir="/tmp")  # Ray's socket paths must stay short
+    start += ["--include-dashboard=false", f"--temp-dir={sockets}", "--disable-usage-stats"]
+    subprocess.run(start, env=env, check=True, capture_output=True, timeout=180)
+    try:
+        settings = TuneSettings(
+            goal=Goal(device=small_device, plugins=["quantize_int8"]),
+            trials=2,
+            sampler="random",
+            ray_address=f"127.0.0.1:{port}",
+        )
+        result = tune(project, settings)
+        assert [r.state for r in result.records] == ["complete", "complete"]
+        assert {r.outcome.variant_id for r in result.records} <= {v.id for v in project.variants()}
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(sockets, ignore_errors=True)

@@ -1,0 +1,100 @@
+"""The search space, read from the plugins' declared Params: every field with bounds or choices is a
+dimension (floats and ints between their ``ge``/``le`` bounds, Literals and bools as choices).
+
+A field may narrow what the tuner tries without narrowing what a user may set, with
+``json_schema_extra={"search": [low, high]}`` (or a list of choices), or leave the search with
+``{"tune": False}``; Olive's ``search_defaults`` play the same part. Lists and dicts (per-layer overrides,
+exclusions) are never searched: they name layers of one model.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from optuna.trial import Trial
+
+    from workbench.plugin import Plugin
+
+Kind = Literal["float", "int", "categorical"]
+LOG_SPAN = 100.0  # floats whose bounds span this factor or more are searched on a log scale
+
+
+@dataclass(frozen=True)
+class Dimension:
+    name: str
+    kind: Kind
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple[Any, ...] = ()
+
+    def describe(self) -> str:
+        if self.kind == "categorical":
+            return f"{self.name} in {{{', '.join(map(str, self.choices))}}}"
+        scale = ", log" if self.log else ""
+        return f"{self.name} in [{self.low:g}, {self.high:g}]{scale}"
+
+    def suggest(self, trial: Trial, prefix: str) -> Any:
+        key = f"{prefix}.{self.name}"
+        if self.kind == "categorical":
+            return trial.suggest_categorical(key, list(self.choices))
+        if self.kind == "int":
+            return trial.suggest_int(key, int(self.low), int(self.high), log=self.log)  # type: ignore[arg-type]
+        return trial.suggest_float(key, float(self.low), float(self.high), log=self.log)  # type: ignore[arg-type]
+
+
+def plugin_dimensions(plugin: Plugin) -> list[Dimension]:
+    """The plugin's Params as search dimensions, in declaration order."""
+    found = []
+    for name, field in plugin.Params.model_fields.items():
+        extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+        if extra.get("tune") is False:
+            continue
+        dimension = _dimension(name, field.annotation, field.metadata, extra.get("search"))
+        if dimension is not None:
+            found.append(dimension)
+    return found
+
+
+def suggest_params(trial: Trial, plugin: Plugin, prefix: str | None = None) -> dict[str, Any]:
+    """Values for every dimension of the plugin (the rest keep their defaults), validated by its Params."""
+    prefix = prefix or plugin.id
+    values = {d.name: d.suggest(trial, prefix) for d in plugin_dimensions(plugin)}
+    return plugin.parse_params(values).model_dump(mode="json")
+
+
+def _dimension(name: str, annotation: Any, metadata: list[Any], search: Any) -> Dimension | None:
+    origin = typing.get_origin(annotation)
+    if origin is Literal:
+        choices = tuple(search) if isinstance(search, list | tuple) else typing.get_args(annotation)
+        return Dimension(name, "categorical", choices=choices) if len(choices) > 1 else None
+    if origin in (typing.Union, types.UnionType):
+        return None  # optional values ("None: automatic") are a choice of their own, left to the plugin
+    if annotation is bool:
+        return Dimension(name, "categorical", choices=(False, True))
+    if annotation not in (int, float):
+        return None
+    low, high = _bounds(metadata)
+    if isinstance(search, list | tuple) and len(search) == 2:
+        low, high = search
+    if low is None or high is None or high <= low:
+        return None
+    kind: Kind = "int" if annotation is int else "float"
+    log = kind == "float" and low > 0 and high / low >= LOG_SPAN
+    return Dimension(name, kind, float(low), float(high), log=log)
+
+
+def _bounds(metadata: list[Any]) -> tuple[float | None, float | None]:
+    low = high = None
+    for item in metadata:
+        for attribute in ("ge", "gt"):
+            if getattr(item, attribute, None) is not None:
+                low = getattr(item, attribute)
+        for attribute in ("le", "lt"):
+            if getattr(item, attribute, None) is not None:
+                high = getattr(item, attribute)
+    return low, high

@@ -1,0 +1,383 @@
+"""The search: an Optuna study over chains of plugin steps, multi-objective (download size and latency
+against the baseline, down; accuracy, up) under the goal's constraints, stored in the project folder so
+it resumes after a restart. Trials run in worker processes or on Ray; each becomes variants in the
+project, and streams to the caller as it finishes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from hashlib import sha256
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, Field
+
+from workbench.errors import Cancelled, WorkbenchError
+from workbench.plugin import Task
+from workbench.tuning.trial import STAGES, Goal, Outcome, Step, measure_root
+
+if TYPE_CHECKING:
+    import optuna
+
+    from workbench.plugin import PluginRegistry
+    from workbench.project import Project
+
+STUDY_DIR = "tuning"  # inside the project folder
+DIRECTIONS = ("minimize", "minimize", "maximize")  # download ratio, latency ratio, quality
+OBJECTIVES = ("download ratio", "latency ratio", "quality")
+# Hypervolume reference: no smaller than the baseline, twice its latency, every answer wrong.
+HYPERVOLUME_REFERENCE = (1.0, 2.0, 1.0)
+TUNE_EXTRA = 'pip install -e ".[tune]"'
+
+
+class TuneSettings(BaseModel):
+    goal: Goal
+    trials: int | None = Field(None, ge=1, description="trials in the study, counting those of earlier runs")
+    seconds: float | None = Field(None, gt=0, description="time for this run")
+    workers: int = Field(1, ge=1)
+    ray_address: str | None = None
+    sampler: Literal["tpe", "random"] = "tpe"
+    seed: int = 0
+    study_name: str | None = None
+
+    def name(self) -> str:
+        """The same goal and sampler resume the same study; another goal starts another."""
+        if self.study_name:
+            return self.study_name
+        key = json.dumps([self.goal.model_dump(mode="json"), self.sampler, self.seed], sort_keys=True)
+        return f"{self.goal.device}-{self.sampler}-{sha256(key.encode()).hexdigest()[:8]}"
+
+
+@dataclass
+class TrialRecord:
+    number: int
+    state: str  # complete, failed, running
+    chain: list[Step]
+    outcome: Outcome | None = None
+    error: str | None = None
+
+    @property
+    def feasible(self) -> bool:
+        return self.outcome is not None and self.outcome.feasible
+
+    def describe_chain(self) -> str:
+        if not self.chain:
+            return "the baseline (no step)"
+        return " → ".join(f"{s.plugin}({_short(s.params)})" for s in self.chain)
+
+
+@dataclass
+class TuneResult:
+    study_name: str
+    records: list[TrialRecord]
+    pareto: list[TrialRecord]
+    best: TrialRecord | None
+    hypervolume: float
+    stopped: str  # why the run ended
+    seconds: float
+    goal: dict[str, Any] = field(default_factory=dict)
+
+
+def study_path(folder: Path) -> Path:
+    return folder / STUDY_DIR / "study.log"
+
+
+def project_studies(folder: Path) -> list[TuneResult]:
+    """Every study stored in the project folder, summarized (newest last); none without Optuna."""
+    path = study_path(folder)
+    if not path.is_file():
+        return []
+    try:
+        import optuna
+        from optuna.storages import JournalStorage
+        from optuna.storages.journal import JournalFileBackend
+    except ImportError:
+        return []
+    storage = JournalStorage(JournalFileBackend(str(path)))
+    studies = [
+        optuna.load_study(study_name=s.study_name, storage=storage) for s in optuna.get_all_study_summaries(storage)
+    ]
+    return [summarize(study, goal=dict(study.user_attrs.get("goal", {}))) for study in studies]
+
+
+def open_study(folder: Path, settings: TuneSettings) -> optuna.Study:
+    """The project's study for these settings, created or resumed; trials a killed run left running are
+    failed and asked again first (their finished steps are in the project's cache)."""
+    optuna = _optuna()
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    path = study_path(folder)
+    path.parent.mkdir(exist_ok=True)
+    storage = JournalStorage(JournalFileBackend(str(path)))
+    if settings.sampler == "random":
+        sampler: Any = optuna.samplers.RandomSampler(seed=settings.seed)
+    else:
+        sampler = optuna.samplers.TPESampler(
+            seed=settings.seed,
+            multivariate=True,
+            group=True,  # each chain has its own parameters: TPE models each group apart
+            constant_liar=True,  # trials in flight count as pending, so parallel workers spread out
+            constraints_func=_constraint_values,
+            n_startup_trials=12,
+        )
+    study = optuna.create_study(
+        storage=storage,
+        sampler=sampler,
+        study_name=settings.name(),
+        directions=list(DIRECTIONS),
+        load_if_exists=True,
+    )
+    study.set_user_attr("goal", settings.goal.model_dump(mode="json"))
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(trial.number, state=TrialState.FAIL)
+        study.enqueue_trial(dict(trial.params))
+    return study
+
+
+def _constraint_values(trial: Any) -> list[float]:
+    return list(trial.user_attrs.get("constraint_values", [1.0]))
+
+
+def stage_options(goal: Goal, registry: PluginRegistry, torch_lineage: bool = True) -> dict[str, list[str]]:
+    """Per stage, "none" and the plugins the goal allows (torch-only ones only for a model with a torch
+    module). Each stage is its own categorical, so the sampler learns which structure step and which coding
+    step pay, and how they combine."""
+    usable = {"torch", "onnx"} if torch_lineage else {"onnx"}
+    return {
+        stage: [
+            "none",
+            *[i for i in ids if i in goal.plugins and registry.plugins.get(i) and registry.get(i).formats & usable],
+        ]
+        for stage, ids in STAGES.items()
+    }
+
+
+class ChainRefused(WorkbenchError):
+    """A proposed chain whose second step cannot take what the first leaves: failed without running."""
+
+    def __init__(self, reason: str, chain: list[Step]) -> None:
+        super().__init__(reason)
+        self.chain = chain
+
+
+def propose_chain(trial: optuna.Trial, goal: Goal, registry: PluginRegistry, torch_lineage: bool = True) -> list[Step]:
+    """One plugin (or none) per stage, at least one in all, and values for each chosen plugin's declared
+    parameters (named by plugin, so a plugin's parameters are learned across the chains it is in)."""
+    from workbench.tuning.space import suggest_params
+
+    chain: list[Step] = []
+    torch = torch_lineage
+    stages = [
+        (stage, options) for stage, options in stage_options(goal, registry, torch_lineage).items() if len(options) > 1
+    ]
+    for index, (stage, options) in enumerate(stages):
+        if index == len(stages) - 1 and not chain:
+            # the baseline is measured already: a chain with no step at all would be a wasted trial
+            choice = trial.suggest_categorical(f"{stage} alone", options[1:])
+        else:
+            choice = trial.suggest_categorical(stage, options)
+        if choice == "none":
+            continue
+        plugin = registry.get(choice)
+        chain.append(Step(plugin=choice, params=suggest_params(trial, plugin)))
+        if not plugin.formats & ({"torch", "onnx"} if torch else {"onnx"}):
+            raise ChainRefused(f"{choice} takes torch models, and {chain[0].plugin} leaves only an ONNX graph", chain)
+        torch = torch and "torch" in plugin.formats
+    return chain
+
+
+def tune(
+    project: Project,
+    settings: TuneSettings,
+    *,
+    task: Task | None = None,
+    on_trial: Callable[[TrialRecord], None] | None = None,
+) -> TuneResult:
+    """Run trials until the trial or time budget is spent or the task is cancelled."""
+    from optuna.trial import TrialState
+
+    from workbench.plugin import discover_plugins
+    from workbench.tuning.workers import LocalWorkers, RayWorkers
+
+    task = task or Task()
+    started = time.monotonic()
+    registry = discover_plugins()
+    unknown = sorted(set(settings.goal.plugins) - set(registry.plugins))
+    if unknown:
+        raise WorkbenchError(f"no plugin {', '.join(unknown)} is installed (see: workbench plugins)")
+    measure_root(project, task)
+    study = open_study(project.folder, settings)
+    torch_lineage = project.load_model(project.root.id).has_torch_lineage
+    deadline = started + settings.seconds if settings.seconds else None
+    workers: Any = (
+        RayWorkers(settings.ray_address, settings.workers if settings.workers > 1 else None)
+        if settings.ray_address
+        else LocalWorkers(settings.workers)
+    )
+    in_flight: dict[int, tuple[Any, list[Step]]] = {}
+    durations: list[float] = []
+    stopped = "the trial budget is spent"
+    goal = settings.goal.model_dump(mode="json")
+
+    def done_count() -> int:
+        return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)))
+
+    try:
+        while True:
+            if task.cancelled:
+                stopped = "stopped by the user"
+                break
+            now = time.monotonic()
+            typical = sorted(durations)[len(durations) // 2] if durations else 0.0
+            time_left = deadline is None or now + typical < deadline
+            while workers.running() < workers.capacity and time_left:
+                if settings.trials is not None and done_count() + len(in_flight) >= settings.trials:
+                    break
+                trial = study.ask()
+                try:
+                    chain = propose_chain(trial, settings.goal, registry, torch_lineage)
+                except ChainRefused as exc:  # known to fail: said so at once, no worker's time spent
+                    trial.set_user_attr("error", str(exc))
+                    study.tell(trial, state=TrialState.FAIL)
+                    if on_trial is not None:
+                        on_trial(TrialRecord(trial.number, "failed", exc.chain, error=str(exc)))
+                    continue
+                trial.set_user_attr("chain", [s.model_dump(mode="json") for s in chain])
+                in_flight[trial.number] = (trial, chain)
+                workers.submit(trial.number, str(project.folder), [s.model_dump(mode="json") for s in chain], goal)
+            if not in_flight:
+                if not time_left:
+                    stopped = "the time budget is spent"
+                break
+            if deadline is not None and now > deadline:
+                stopped = "the time budget is spent"
+                break
+            for number, result in workers.finished(timeout=0.5):
+                trial, chain = in_flight.pop(number)
+                record = _tell(study, trial, chain, result)
+                if record.outcome is not None:
+                    durations.append(record.outcome.seconds)
+                if on_trial is not None:
+                    on_trial(record)
+            fraction = _progress(settings, done_count(), time.monotonic() - started)
+            left = "" if deadline is None else f", {max(0.0, deadline - time.monotonic()):.0f} s left"
+            try:
+                task.report(fraction, f"trial {done_count() + len(in_flight)}{_of(settings)} running{left}")
+            except Cancelled:  # a stop is an answer too: the trials so far, summarized
+                stopped = "stopped by the user"
+                break
+    finally:
+        workers.stop()
+        for number, (trial, chain) in in_flight.items():  # killed mid-way: failed, and said why
+            trial.set_user_attr("error", stopped)
+            study.tell(trial, state=TrialState.FAIL)
+            if on_trial is not None:
+                on_trial(TrialRecord(number, "failed", chain, error=stopped))
+    return summarize(study, stopped, time.monotonic() - started)
+
+
+def _tell(study: Any, trial: Any, chain: list[Step], result: dict[str, Any]) -> TrialRecord:
+    from optuna.trial import TrialState
+
+    if "outcome" in result:
+        outcome = Outcome.model_validate(result["outcome"])
+        trial.set_user_attr("outcome", result["outcome"])
+        trial.set_user_attr("constraint_values", [c.value for c in outcome.constraints.values()])
+        study.tell(trial, list(outcome.objectives))
+        return TrialRecord(trial.number, "complete", chain, outcome)
+    trial.set_user_attr("error", str(result.get("error", "unknown failure"))[:500])
+    study.tell(trial, state=TrialState.FAIL)
+    return TrialRecord(trial.number, "failed", chain, error=str(result.get("error")))
+
+
+def summarize(study: Any, stopped: str = "", seconds: float = 0.0, goal: dict[str, Any] | None = None) -> TuneResult:
+    """Every trial of the study, its feasible Pareto front, the best feasible variant and the hypervolume."""
+    records = [record_of(t) for t in study.get_trials(deepcopy=False)]
+    feasible = [r for r in records if r.feasible and r.outcome is not None]
+    pareto = [r for r in feasible if not any(_dominates(o, r) for o in feasible if o is not r)]
+    pareto.sort(key=lambda r: r.outcome.download_ratio if r.outcome else 0)
+    best = min(feasible, key=_best_key, default=None)
+    goal = goal if goal is not None else dict(study.user_attrs.get("goal", {}))
+    return TuneResult(study.study_name, records, pareto, best, hypervolume(feasible), stopped, seconds, goal)
+
+
+def record_of(trial: Any) -> TrialRecord:
+    chain = [Step.model_validate(s) for s in trial.user_attrs.get("chain", [])]
+    outcome = trial.user_attrs.get("outcome")
+    state = {"COMPLETE": "complete", "FAIL": "failed"}.get(trial.state.name, "running")
+    error = trial.user_attrs.get("error")
+    if state == "failed" and error is None:  # failed when the study was reopened: its run had been killed
+        error = "interrupted: the run that started it ended first; its parameters were asked again"
+    return TrialRecord(
+        trial.number,
+        state,
+        chain,
+        Outcome.model_validate(outcome) if outcome and state == "complete" else None,
+        error,
+    )
+
+
+def _best_key(record: TrialRecord) -> tuple[float, float, float]:
+    """Smallest download first (the edge's scarcest resource), then fastest, then most accurate."""
+    assert record.outcome is not None
+    return record.outcome.download_ratio, record.outcome.latency_ratio, -record.outcome.quality
+
+
+def _minimized(outcome: Outcome) -> tuple[float, float, float]:
+    return outcome.download_ratio, outcome.latency_ratio, 1 - outcome.quality
+
+
+def _dominates(a: TrialRecord, b: TrialRecord) -> bool:
+    assert a.outcome is not None and b.outcome is not None
+    x, y = _minimized(a.outcome), _minimized(b.outcome)
+    return all(p <= q for p, q in zip(x, y, strict=True)) and x != y
+
+
+def hypervolume(records: list[TrialRecord]) -> float:
+    """Volume the feasible trials dominate below :data:`HYPERVOLUME_REFERENCE` (minimized objectives)."""
+    import numpy as np
+    from optuna._hypervolume import compute_hypervolume  # Optuna's own; its visualisation uses it too
+
+    reference = np.asarray(HYPERVOLUME_REFERENCE)
+    points = np.asarray([_minimized(r.outcome) for r in records if r.outcome is not None]).reshape(-1, 3)
+    points = points[np.all(points < reference, axis=1)]
+    return float(compute_hypervolume(points, reference)) if len(points) else 0.0
+
+
+def _progress(settings: TuneSettings, done: int, elapsed: float) -> float:
+    parts = []
+    if settings.trials:
+        parts.append(done / settings.trials)
+    if settings.seconds:
+        parts.append(elapsed / settings.seconds)
+    return min(1.0, max(parts, default=0.0))
+
+
+def _of(settings: TuneSettings) -> str:
+    return f" of {settings.trials}" if settings.trials else ""
+
+
+def _short(params: dict[str, Any]) -> str:
+    shown = []
+    for key, value in params.items():
+        if isinstance(value, float):
+            value = f"{value:.3g}"
+        if isinstance(value, list | dict) and not value:
+            continue
+        shown.append(f"{key}={value}")
+    return ", ".join(shown[:6]) + (", …" if len(shown) > 6 else "")
+
+
+def _optuna() -> Any:
+    try:
+        import optuna
+    except ImportError:
+        raise WorkbenchError(f"the auto-tuner needs Optuna: {TUNE_EXTRA}") from None
+    return optuna
