@@ -196,3 +196,26 @@ def test_trials_run_on_a_local_ray_head(project, small_device):
     finally:
         subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
         shutil.rmtree(sockets, ignore_errors=True)
+
+
+def test_a_dead_worker_fails_only_its_trial_and_is_replaced(tmp_path):
+    import time
+
+    from workbench.tuning.workers import LocalWorkers
+
+    workers = LocalWorkers(1)
+    try:
+        goal = Goal(device="phone").model_dump(mode="json")
+        workers.submit(7, str(tmp_path / "no-project"), [], goal)
+        workers._processes[0].kill()  # out of memory, a crash in native code
+        returned, deadline = [], time.monotonic() + 120
+        while workers.running() and time.monotonic() < deadline:
+            returned += workers.finished(timeout=0.5)
+        assert [key for key, _ in returned] == [7] and "error" in returned[0][1]
+        # the replacement takes the next trial
+        workers.submit(8, str(tmp_path / "no-project"), [], goal)
+        while workers.running() and time.monotonic() < deadline:
+            returned += workers.finished(timeout=0.5)
+        assert [key for key, _ in returned] == [7, 8] and "no-project" in returned[1][1]["error"]
+    finally:
+        workers.stop()

@@ -707,7 +707,7 @@ class MainWindow(QMainWindow):
         project = self.ws.project
         self._tuning, self._trials = True, []
         self.tune_panel.set_running(True)
-        self.tune_panel.table.setRowCount(0)
+        self.tune_panel.clear()
         self.jobs.run(
             "Auto-tuning",
             lambda task: tune(project, settings, task=task, on_trial=task.partial),
@@ -754,7 +754,7 @@ class MainWindow(QMainWindow):
                 self.tune_panel.set_device(latest.goal["device"])
             self._show_feasibility(latest.records, latest.best)
         else:
-            self.tune_panel.table.setRowCount(0)
+            self.tune_panel.clear()
             self.plot.set_feasibility({}, None)
 
     def choose_report(self) -> None:
@@ -895,6 +895,8 @@ class MainWindow(QMainWindow):
 
     # --- job feedback -----------------------------------------------------------------------------
     def _job_started(self, label: str) -> None:
+        if self._tuning and label != "Auto-tuning":  # another job took over: the search stopped (it resumes)
+            self._stop_tuning_view()
         self.loss_values = []
         self.loss_curve.setData([], [])
         self.status_text.setText(label + "…")

@@ -162,6 +162,11 @@ class TunePanel(QWidget):
         self.progress.setValue(int(fraction * 1000))
         self.status.setText(message)
 
+    def clear(self) -> None:
+        self.table.setRowCount(0)
+        self._variant_of_row = []
+        self.show_best(None)
+
     def add_trial(self, record: TrialRecord) -> None:
         row = self.table.rowCount()
         self.table.insertRow(row)
@@ -190,8 +195,7 @@ class TunePanel(QWidget):
 
     def show_result(self, result: TuneResult) -> None:
         """A finished (or stopped, or resumed) study: every trial, and its best feasible variant."""
-        self.table.setRowCount(0)
-        self._variant_of_row = []
+        self.clear()
         for record in result.records:
             if record.state != "running":
                 self.add_trial(record)

@@ -857,33 +857,27 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
     from workbench.devices import get_device
+    from workbench.errors import WorkbenchError
     from workbench.fileio import sha256_file
     from workbench.project import DB_NAME, Project
-    from workbench.tuning.study import TuneSettings, tune
-    from workbench.tuning.trial import STAGES, Goal
+    from workbench.tuning.study import tune
+    from workbench.tuning.trial import STAGES
 
     device = get_device(args.device)
     allowed = [p.strip() for p in args.plugins.split(",")] if args.plugins else None
-    goal = Goal(
-        device=device.id,
-        max_drop=args.max_drop,
-        min_agreement=args.min_agreement,
-        max_latency_ratio=args.max_latency_ratio,
-        max_latency_ms=args.max_latency_ms,
-        **({"plugins": allowed} if allowed else {}),
-    )
-    settings = TuneSettings(
-        goal=goal,
-        trials=args.trials,
-        seconds=_duration(args.time) if args.time else None,
-        workers=args.workers,
-        ray_address=args.ray,
-        sampler=args.sampler,
-        seed=args.seed,
-    )
+    try:
+        settings = _tune_settings(args, device.id, allowed)
+    except ValidationError as exc:  # --min-agreement 99, --max-drop -1: one line naming the option
+        first = exc.errors()[0]
+        field = str(first["loc"][-1]) if first["loc"] else ""
+        option = {"seconds": "--time", "ray_address": "--ray"}.get(field, "--" + field.replace("_", "-"))
+        raise WorkbenchError(f"{option}: {first['msg']}") from None
     if settings.trials is None and settings.seconds is None:
         settings.trials = 30
+    goal = settings.goal
     source = Path(args.source)
     if (source / DB_NAME).is_file():
         project = Project.open(source)
@@ -973,6 +967,29 @@ def _cmd_report(args: argparse.Namespace) -> int:
         path = write_report(project, args.output, variant_id=args.variant, device_id=args.device)
     print(f"wrote {path} ({path.stat().st_size:,} B, self-contained)")
     return 0
+
+
+def _tune_settings(args: argparse.Namespace, device_id: str, allowed: list[str] | None):
+    from workbench.tuning.study import TuneSettings
+    from workbench.tuning.trial import Goal
+
+    goal = Goal(
+        device=device_id,
+        max_drop=args.max_drop,
+        min_agreement=args.min_agreement,
+        max_latency_ratio=args.max_latency_ratio,
+        max_latency_ms=args.max_latency_ms,
+        **({"plugins": allowed} if allowed else {}),
+    )
+    return TuneSettings(
+        goal=goal,
+        trials=args.trials,
+        seconds=_duration(args.time) if args.time else None,
+        workers=args.workers,
+        ray_address=args.ray,
+        sampler=args.sampler,
+        seed=args.seed,
+    )
 
 
 def _goal_line(goal, device_name: str) -> str:

@@ -480,16 +480,25 @@ class Project:
         notes = task.notes[notes_before:]
         metrics = measure(result, task.sub(0.7, 0.95)) if measure is not None else None
         task.check()  # a cancel during apply or measure leaves no variant behind
-        return self._insert_variant(
-            result,
-            parent_id=parent_id,
-            name=name or _default_name(plugin, param_values),
-            plugin_id=plugin.id,
-            params=param_values,
-            key=key,
-            metrics=metrics,
-            notes=notes,
-        )
+        done_meanwhile = self._row("SELECT id FROM variants WHERE cache_key=?", (key,))
+        if done_meanwhile:  # another process (a parallel search trial) stored the same step first
+            return self.get(str(done_meanwhile[0]))
+        try:
+            return self._insert_variant(
+                result,
+                parent_id=parent_id,
+                name=name or _default_name(plugin, param_values),
+                plugin_id=plugin.id,
+                params=param_values,
+                key=key,
+                metrics=metrics,
+                notes=notes,
+            )
+        except ProjectError:
+            raced = self._row("SELECT id FROM variants WHERE cache_key=?", (key,))
+            if raced:  # stored by another process between the check and the insert: the same step
+                return self.get(str(raced[0]))
+            raise
 
     def unmeasured(self) -> list[str]:
         """Variants stored without metrics (by older versions, or a CLI step that measures nothing)."""

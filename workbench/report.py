@@ -46,11 +46,12 @@ def _inputs(project: Project, variant_id: str | None, device_id: str | None) -> 
 
     studies = project_studies(project.folder)
     best = next((s.best for s in reversed(studies) if s.best is not None and s.best.outcome is not None), None)
+    known = {v.id for v in project.variants()}
     if variant_id is not None:
         chosen = project.find(variant_id)
-    elif best is not None:
-        chosen = project.get(best.outcome.variant_id)  # type: ignore[union-attr]
-    else:
+    elif best is not None and best.outcome is not None and best.outcome.variant_id in known:
+        chosen = project.get(best.outcome.variant_id)
+    else:  # no study, or its best variant was deleted since
         chosen = project.variants()[-1]
     if device_id is None and studies:
         device_id = studies[-1].goal.get("device")

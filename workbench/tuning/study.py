@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from workbench.errors import Cancelled, WorkbenchError
+from workbench.errors import Cancelled, WorkbenchError, describe_exception
 from workbench.plugin import Task
 from workbench.tuning.trial import STAGES, Goal, Outcome, Step, measure_root
 
@@ -116,11 +116,14 @@ def open_study(folder: Path, settings: TuneSettings) -> optuna.Study:
     path = study_path(folder)
     path.parent.mkdir(exist_ok=True)
     storage = JournalStorage(JournalFileBackend(str(path)))
+    # a resumed study must not ask its first run's questions again: the seed moves on with its trials
+    done = next((s.n_trials for s in optuna.get_all_study_summaries(storage) if s.study_name == settings.name()), 0)
+    seed = settings.seed + done
     if settings.sampler == "random":
-        sampler: Any = optuna.samplers.RandomSampler(seed=settings.seed)
+        sampler: Any = optuna.samplers.RandomSampler(seed=seed)
     else:
         sampler = optuna.samplers.TPESampler(
-            seed=settings.seed,
+            seed=seed,
             multivariate=True,
             group=True,  # each chain has its own parameters: TPE models each group apart
             constant_liar=True,  # trials in flight count as pending, so parallel workers spread out
@@ -223,7 +226,7 @@ def tune(
     )
     in_flight: dict[int, tuple[Any, list[Step]]] = {}
     durations: list[float] = []
-    stopped = "the trial budget is spent"
+    stopped = "interrupted"  # what the trials in flight are told if anything ends the run early
     goal = settings.goal.model_dump(mode="json")
 
     def done_count() -> int:
@@ -243,18 +246,18 @@ def tune(
                 trial = study.ask()
                 try:
                     chain = propose_chain(trial, settings.goal, registry, torch_lineage)
-                except ChainRefused as exc:  # known to fail: said so at once, no worker's time spent
-                    trial.set_user_attr("error", str(exc))
+                except Exception as exc:  # known to fail (or not proposable): said so at once, no worker's time
+                    reason = str(exc) if isinstance(exc, WorkbenchError) else describe_exception(exc)
+                    trial.set_user_attr("error", reason)
                     study.tell(trial, state=TrialState.FAIL)
                     if on_trial is not None:
-                        on_trial(TrialRecord(trial.number, "failed", exc.chain, error=str(exc)))
+                        on_trial(TrialRecord(trial.number, "failed", getattr(exc, "chain", []), error=reason))
                     continue
                 trial.set_user_attr("chain", [s.model_dump(mode="json") for s in chain])
                 in_flight[trial.number] = (trial, chain)
                 workers.submit(trial.number, str(project.folder), [s.model_dump(mode="json") for s in chain], goal)
             if not in_flight:
-                if not time_left:
-                    stopped = "the time budget is spent"
+                stopped = "the time budget is spent" if not time_left else "the trial budget is spent"
                 break
             if deadline is not None and now > deadline:
                 stopped = "the time budget is spent"
@@ -301,7 +304,10 @@ def summarize(study: Any, stopped: str = "", seconds: float = 0.0, goal: dict[st
     """Every trial of the study, its feasible Pareto front, the best feasible variant and the hypervolume."""
     records = [record_of(t) for t in study.get_trials(deepcopy=False)]
     feasible = [r for r in records if r.feasible and r.outcome is not None]
-    pareto = [r for r in feasible if not any(_dominates(o, r) for o in feasible if o is not r)]
+    unique = list(
+        {r.outcome.variant_id: r for r in feasible if r.outcome is not None}.values()
+    )  # a repeat is one point
+    pareto = [r for r in unique if not any(_dominates(o, r) for o in unique if o is not r)]
     pareto.sort(key=lambda r: r.outcome.download_ratio if r.outcome else 0)
     best = min(feasible, key=_best_key, default=None)
     goal = goal if goal is not None else dict(study.user_attrs.get("goal", {}))

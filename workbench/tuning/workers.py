@@ -29,52 +29,81 @@ class Workers(Protocol):
 
 
 def _serve(jobs: Any, results: Any, threads: int) -> None:
-    """A worker process: one trial at a time until it gets None."""
+    """A worker process: one trial at a time until it gets None, or its parent is gone."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle: it stops the workers
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     import torch
 
+    from workbench.cli import _quiet_libraries
+
+    _quiet_libraries(debug=False)
     torch.set_num_threads(threads)
-    while (job := jobs.get()) is not None:
+    parent = multiprocessing.parent_process()
+    while True:
+        try:
+            job = jobs.get(timeout=1.0)
+        except queue.Empty:
+            if parent is not None and not parent.is_alive():
+                return  # the driver was killed: no one would read the result
+            continue
+        if job is None:
+            return
         key, folder, chain, goal = job
-        results.put((key, run_trial(folder, chain, goal)))
+        results.put(("started", key, os.getpid()))
+        results.put(("done", key, run_trial(folder, chain, goal)))
 
 
 class LocalWorkers:
     """``capacity`` long-lived worker processes (spawned: torch and fork do not mix), so each pays for
-    importing torch once rather than per trial."""
+    importing torch once rather than per trial. A worker that dies fails the trial it held and is replaced."""
 
     def __init__(self, capacity: int = 1, threads: int | None = None) -> None:
-        context = multiprocessing.get_context("spawn")
+        self._context = multiprocessing.get_context("spawn")
         self.capacity = capacity
-        self._jobs = context.Queue()
-        self._results = context.Queue()
-        threads = threads or max(1, (os.cpu_count() or 1) // capacity)
-        self._processes = [
-            context.Process(target=_serve, args=(self._jobs, self._results, threads), daemon=True)
-            for _ in range(capacity)
-        ]
-        for process in self._processes:
-            process.start()
+        self._jobs = self._context.Queue()
+        self._results = self._context.Queue()
+        self._threads = threads or max(1, (os.cpu_count() or 1) // capacity)
+        self._processes = [self._spawn() for _ in range(capacity)]
         self._pending: set[int] = set()
+        self._holding: dict[int, int] = {}  # worker pid -> the trial it is running
+
+    def _spawn(self) -> Any:
+        process = self._context.Process(target=_serve, args=(self._jobs, self._results, self._threads), daemon=True)
+        process.start()
+        return process
 
     def submit(self, key: int, folder: str, chain: list[dict[str, Any]], goal: dict[str, Any]) -> None:
         self._pending.add(key)
         self._jobs.put((key, folder, chain, goal))
 
     def finished(self, timeout: float) -> list[tuple[int, dict[str, Any]]]:
-        done = []
+        messages = []
         try:
-            done.append(self._results.get(timeout=timeout))
+            messages.append(self._results.get(timeout=timeout))
             while True:
-                done.append(self._results.get_nowait())
+                messages.append(self._results.get_nowait())
         except queue.Empty:
             pass
-        if self._pending and not any(p.is_alive() for p in self._processes) and not done:
-            # every worker died (out of memory, a crash in native code): the trials they held failed
-            lost, self._pending = sorted(self._pending), set()
-            return [(key, {"error": "the worker process died while running this trial"}) for key in lost]
-        for key, _ in done:
-            self._pending.discard(key)
+        done = []
+        for kind, key, payload in messages:
+            if kind == "started":
+                self._holding[payload] = key
+            else:
+                self._holding = {pid: k for pid, k in self._holding.items() if k != key}
+                self._pending.discard(key)
+                done.append((key, payload))
+        for index, process in enumerate(self._processes):
+            if process.is_alive():
+                continue
+            lost = self._holding.pop(process.pid, None)  # out of memory, a crash in native code
+            if lost is not None and lost in self._pending:
+                self._pending.discard(lost)
+                done.append(
+                    (lost, {"error": f"the worker process died while running this trial (exit {process.exitcode})"})
+                )
+            self._processes[index] = self._spawn()
         return done
 
     def running(self) -> int:
