@@ -127,7 +127,6 @@ def open_study(folder: Path, settings: TuneSettings) -> optuna.Study:
             multivariate=True,
             group=True,  # each chain has its own parameters: TPE models each group apart
             constant_liar=True,  # trials in flight count as pending, so parallel workers spread out
-            constraints_func=_constraint_values,
             n_startup_trials=12,
         )
     study = optuna.create_study(
@@ -142,10 +141,6 @@ def open_study(folder: Path, settings: TuneSettings) -> optuna.Study:
         study.tell(trial.number, state=TrialState.FAIL)
         study.enqueue_trial(dict(trial.params))
     return study
-
-
-def _constraint_values(trial: Any) -> list[float]:
-    return list(trial.user_attrs.get("constraint_values", [1.0]))
 
 
 def stage_options(goal: Goal, registry: PluginRegistry, torch_lineage: bool = True) -> dict[str, list[str]]:
@@ -230,7 +225,8 @@ def tune(
     goal = settings.goal.model_dump(mode="json")
 
     def done_count() -> int:
-        return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)))
+        finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+        return len(study.get_trials(deepcopy=False, states=finished))
 
     try:
         while True:
@@ -248,10 +244,9 @@ def tune(
                     chain = propose_chain(trial, settings.goal, registry, torch_lineage)
                 except Exception as exc:  # known to fail (or not proposable): said so at once, no worker's time
                     reason = str(exc) if isinstance(exc, WorkbenchError) else describe_exception(exc)
-                    trial.set_user_attr("error", reason)
-                    study.tell(trial, state=TrialState.FAIL)
+                    record = _tell(study, trial, getattr(exc, "chain", []), {"error": reason})
                     if on_trial is not None:
-                        on_trial(TrialRecord(trial.number, "failed", getattr(exc, "chain", []), error=reason))
+                        on_trial(record)
                     continue
                 trial.set_user_attr("chain", [s.model_dump(mode="json") for s in chain])
                 in_flight[trial.number] = (trial, chain)
@@ -292,12 +287,17 @@ def _tell(study: Any, trial: Any, chain: list[Step], result: dict[str, Any]) -> 
     if "outcome" in result:
         outcome = Outcome.model_validate(result["outcome"])
         trial.set_user_attr("outcome", result["outcome"])
-        trial.set_user_attr("constraint_values", [c.value for c in outcome.constraints.values()])
+        for name, constraint in outcome.constraints.items():
+            trial.set_constraint(name, constraint.value)
         study.tell(trial, list(outcome.objectives))
         return TrialRecord(trial.number, "complete", chain, outcome)
-    trial.set_user_attr("error", str(result.get("error", "unknown failure"))[:500])
-    study.tell(trial, state=TrialState.FAIL)
-    return TrialRecord(trial.number, "failed", chain, error=str(result.get("error")))
+    error = str(result.get("error", "unknown failure"))[:500]
+    trial.set_user_attr("error", error)
+    # A step that refuses these parameters is an answer about them: told as pruned and infeasible, so TPE
+    # learns to avoid the region (a failed trial would teach it nothing, and it would ask again and again).
+    trial.set_constraint("runs", 1.0)
+    study.tell(trial, state=TrialState.PRUNED)
+    return TrialRecord(trial.number, "failed", chain, error=error)
 
 
 def summarize(study: Any, stopped: str = "", seconds: float = 0.0, goal: dict[str, Any] | None = None) -> TuneResult:
@@ -317,7 +317,7 @@ def summarize(study: Any, stopped: str = "", seconds: float = 0.0, goal: dict[st
 def record_of(trial: Any) -> TrialRecord:
     chain = [Step.model_validate(s) for s in trial.user_attrs.get("chain", [])]
     outcome = trial.user_attrs.get("outcome")
-    state = {"COMPLETE": "complete", "FAIL": "failed"}.get(trial.state.name, "running")
+    state = {"COMPLETE": "complete", "FAIL": "failed", "PRUNED": "failed"}.get(trial.state.name, "running")
     error = trial.user_attrs.get("error")
     if state == "failed" and error is None:  # failed when the study was reopened: its run had been killed
         error = "interrupted: the run that started it ended first; its parameters were asked again"
