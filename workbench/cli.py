@@ -897,7 +897,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
             source_sha256=sha256_file(source),
             scoring=_scoring(args, model),
         )
-    stages = ", ".join(f"{stage}: {' | '.join(p for p in ids if p in goal.plugins)}" for stage, ids in STAGES.items())
+    used = {stage: [p for p in ids if p in goal.plugins] for stage, ids in STAGES.items()}
+    stages = ", ".join(f"{stage}: {' | '.join(ids)}" for stage, ids in used.items() if ids)
     print(f"project          {project.folder} (resume: workbench tune {project.folder} --device {device.id} ...)")
     print(f"search           {stages}")
     print(f"goal             {_goal_line(goal, device.name)}")
@@ -918,7 +919,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         print(
             f"\nstudy {result.study_name}: {len(result.records)} trials; {result.stopped} after {result.seconds:.0f} s"
         )
-        rows = [["trial", "steps", "smaller", "latency", "quality", "drop pt", "variant"]]
+        rows = [["trial", "steps", "smaller", "latency", "quality", "vs baseline", "variant"]]
         for record in result.pareto:
             o = record.outcome
             rows.append(
@@ -928,7 +929,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
                     f"{1 / o.download_ratio:.1f}x",
                     f"{o.latency_ratio:.2f}x",
                     f"{o.quality:.2%}",
-                    f"{o.drop_points:+.2f}",
+                    f"{-o.drop_points:+.2f} pt",  # signed as the trial lines above: a loss is negative
                     o.variant_id,
                 ]
             )
