@@ -37,7 +37,9 @@ class DistillParams(PluginParams):
         description="width: the current architecture, narrower; or a built-in net",
         json_schema_extra={"tune": False},  # a built-in net takes its own input kind: not searched blindly
     )
-    width: float = Field(0.5, ge=0.1, le=1.0, description="student width multiplier")
+    width: float = Field(
+        0.5, ge=0.1, le=1.0, description="student width multiplier", json_schema_extra={"shrinks": "down"}
+    )
     epochs: int = Field(
         8, ge=1, le=100, description="passes over the training data", json_schema_extra={"search": [2, 12]}
     )

@@ -29,7 +29,11 @@ if TYPE_CHECKING:
 
 
 class LowBitParams(PluginParams):
-    bits: Literal[4, 2, 1] = Field(4, description="bits per weight: 4 (±7 levels), 2 (ternary), 1 (binary ±scale)")
+    bits: Literal[4, 2, 1] = Field(
+        4,
+        description="bits per weight: 4 (±7 levels), 2 (ternary), 1 (binary ±scale)",
+        json_schema_extra={"shrinks": "down"},
+    )
     exclude: list[str] = Field(default_factory=list, description="node or weight names to leave untouched")
 
 

@@ -29,8 +29,20 @@ class LowRankParams(PluginParams):
         description="rank_ratio: keep that fraction of each layer's full rank; energy: keep the "
         "smallest rank whose singular values hold that fraction of the squared sum",
     )
-    rank_ratio: float = Field(0.25, ge=0.01, le=1.0, description="fraction of the full rank kept (rank_ratio)")
-    energy: float = Field(0.9, ge=0.5, le=0.9999, description="fraction of spectral energy kept (energy)")
+    rank_ratio: float = Field(
+        0.25,
+        ge=0.01,
+        le=1.0,
+        description="fraction of the full rank kept (rank_ratio)",
+        json_schema_extra={"shrinks": "down"},
+    )
+    energy: float = Field(
+        0.9,
+        ge=0.5,
+        le=0.9999,
+        description="fraction of spectral energy kept (energy)",
+        json_schema_extra={"shrinks": "down"},
+    )
     min_params: int = Field(
         1024,
         ge=0,

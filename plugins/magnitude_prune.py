@@ -27,11 +27,10 @@ class MagnitudePruneParams(PluginParams):
         ge=0.0,
         le=0.99,
         description="Fraction of weights set to zero (0 keeps all, 0.99 keeps 1 %).",
-        json_schema_extra={"search": [0.5, 0.98]},
+        json_schema_extra={"search": [0.5, 0.98], "shrinks": "up"},
     )
     scope: Literal["global", "per_layer", "sensitivity"] = Field(
         "global",
-        json_schema_extra={"search": ["global", "per_layer"]},  # a sensitivity sweep per trial costs too much
         description="global: one magnitude threshold across all layers (small layers may lose less); "
         "per_layer: every layer loses the same fraction; sensitivity: per-layer ratios that reach the target "
         "where a sweep on the calibration split says pruning costs least",
@@ -191,11 +190,11 @@ def _with_sensitivity_ratios(
     if params.scope != "sensitivity" or params.pattern != "unstructured":
         return params
     from workbench.plugin import discover_plugins
-    from workbench.sensitivity import sweep
+    from workbench.sensitivity import cached_sweep
 
     data = task.data("calibration", "per-layer pruning ratios from sensitivity (scope: sensitivity)")
     onnx_model = model.derive(onnx_proto=model.to_onnx())
-    report = sweep(
+    report = cached_sweep(  # one sweep per model and data: a search asks for it again and again
         onnx_model, data, discover_plugins(), sparsities=SENSITIVITY_LEVELS, include_int8=False, include_int4=False
     )
     ratios = {k: v for k, v in report.allocate_sparsity(params.sparsity).items() if k in weights}

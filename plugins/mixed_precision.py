@@ -43,7 +43,7 @@ class MixedPrecisionParams(PluginParams):
         le=20.0,
         description="proposal: how many points of agreement with the float model (calibration split) "
         "the int4 layers may cost together",
-        json_schema_extra={"search": [0.1, 3.0]},
+        json_schema_extra={"search": [0.1, 3.0], "shrinks": "up"},
     )
     default: LayerPrecision = Field("int8", description="layers the assignment does not name")
     block_size: Literal[16, 32, 64, 128] = Field(32, description="int4 layers: weights per scale")

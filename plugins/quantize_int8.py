@@ -195,12 +195,16 @@ class QuantizeInt8(Plugin):
 
 @contextlib.contextmanager
 def _quiet_quantizer():
-    """The quantizer logs 'consider pre-processing' on the root logger; we already simplified and inferred."""
+    """The quantizer logs 'consider pre-processing' on the root logger (we already simplified and inferred),
+    and its histogram calibrators print their progress to stdout, in the middle of a CLI's own lines."""
+    from workbench.runtime import quiet_stdout
+
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        yield
+        with quiet_stdout():
+            yield
     finally:
         root.setLevel(level)
 

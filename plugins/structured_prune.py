@@ -24,7 +24,7 @@ class StructuredPruneParams(PluginParams):
         ge=0.0,
         le=0.9,
         description="Fraction of channels removed from each prunable group.",
-        json_schema_extra={"search": [0.1, 0.7]},
+        json_schema_extra={"search": [0.1, 0.7], "shrinks": "up"},
     )
     importance: Literal["l1", "l2", "bn_scale", "taylor"] = Field(
         "l2",

@@ -39,7 +39,7 @@ class WeightSharingParams(PluginParams):
         ge=2,
         le=256,
         description="codebook entries per layer (≤16: 4-bit indices)",
-        json_schema_extra={"search": [4, 64]},
+        json_schema_extra={"search": [4, 64], "shrinks": "down"},
     )
     biases: bool = Field(False, description="cluster the Conv/Gemm bias vectors too (they matter in tiny models)")
     fine_tune_epochs: int = Field(

@@ -78,3 +78,26 @@ def test_mixed_precision_keeps_the_most_sensitive_layers_in_float(demo_checkpoin
         and not (set(n.input[:2]) & {o for m in proto.graph.node if m.op_type == "DequantizeLinear" for o in m.output})
     ]
     assert len(float_convs) >= 2 and quantized_inputs
+
+
+def test_a_sweep_is_cached_by_model_data_and_options(demo_checkpoint, monkeypatch):
+    import workbench.sensitivity as sensitivity
+
+    model, registry = load_model(demo_checkpoint), discover_plugins()
+    data = load_dataset(mnist_sample_ref("test", limit=60))
+    options = {"samples": 60, "sparsities": (0.5, 0.9), "include_int8": False, "include_int4": False}
+    first = sensitivity.cached_sweep(model, data, registry, **options)
+
+    def no_sweep(*args, **kwargs):
+        raise AssertionError("swept again")
+
+    monkeypatch.setattr(sensitivity, "sweep", no_sweep)
+    assert sensitivity.cached_sweep(model, data, registry, task=Task(), **options) == first  # read, not swept
+    other = load_dataset(mnist_sample_ref("test", limit=50))
+    for changed in ((other, options), (data, {**options, "sparsities": (0.5,)})):
+        try:
+            sensitivity.cached_sweep(model, changed[0], registry, **changed[1])
+        except AssertionError as exc:
+            assert "swept again" in str(exc)  # other data or options: not the cached sweep
+        else:
+            raise AssertionError("a sweep of other data or options was read from the cache")

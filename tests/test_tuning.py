@@ -96,7 +96,7 @@ def test_the_search_space_is_read_from_a_plugins_declared_params():
     # the built-in plugins: pruning searches its narrowed range, never its per-layer overrides
     prune = {d.name: d for d in plugin_dimensions(discover_plugins().get("magnitude_prune"))}
     assert (prune["sparsity"].low, prune["sparsity"].high) == (0.5, 0.98) and "overrides" not in prune
-    assert prune["scope"].choices == ("global", "per_layer") and "fine_tune_batch" not in prune
+    assert prune["scope"].choices == ("global", "per_layer", "sensitivity") and "fine_tune_batch" not in prune
     assert "pattern" not in prune  # N:M fixes sparsity at 50 %: a GPU speed pattern, narrowed out of the search
 
 
@@ -219,3 +219,100 @@ def test_a_dead_worker_fails_only_its_trial_and_is_replaced(tmp_path):
         assert [key for key, _ in returned] == [7, 8] and "no-project" in returned[1][1]["error"]
     finally:
         workers.stop()
+
+
+def test_a_trial_for_a_converting_device_is_sized_on_the_file_its_bundle_ships(project):
+    """The phone's bundle holds an .ort file: its bytes, not the variant's ONNX, are the trial's size."""
+    from workbench.evaluate import download_size
+    from workbench.exporters.ort import to_ort
+    from workbench.runtime import settings_for
+
+    goal = Goal(device="phone", max_drop=5.0).model_dump(mode="json")
+    chain = [{"plugin": "quantize_int8", "params": {"mode": "weight_only", "per_channel": True}}]
+    outcome = run_trial(str(project.folder), chain, goal)["outcome"]
+
+    def ort_file(variant_id: str) -> bytes:
+        onnx_bytes = project.load_model(variant_id).artifact_bytes()
+        folder = Path(tempfile.mkdtemp())
+        to_ort(onnx_bytes, folder, settings_for(onnx_bytes))
+        return (folder / "model.ort").read_bytes()
+
+    shipped, baseline = ort_file(outcome["variant_id"]), ort_file(project.root.id)
+    assert outcome["shipped"].startswith("model.ort") and f"{len(shipped):,} B" in outcome["shipped"]
+    # a reconversion may order the .ort's contents otherwise: the same bytes' count, an xz size a byte apart
+    assert outcome["download_ratio"] == pytest.approx(download_size(shipped) / download_size(baseline), rel=0.01)
+    storage = outcome["constraints"]["storage"]
+    assert storage["source"] == "measured" and f"model.ort {len(shipped):,} B" in storage["detail"]
+    assert outcome["constraints"]["exportable"]["source"] == "measured"
+    variant = project.get(outcome["variant_id"]).metrics
+    assert variant.artifact_bytes != len(shipped)  # the ONNX file is not what the phone gets
+
+
+def test_the_sampler_counts_quality_only_up_to_the_goals_floor():
+    from workbench.tuning.trial import Outcome
+
+    def outcome(drop: float, quality_name: str = "accuracy (top1)") -> Outcome:
+        return Outcome(
+            variant_id="v",
+            chain=[],
+            download_ratio=1 / 32,
+            latency_ratio=1.02,
+            quality=(1.0 if quality_name == "agreement" else 0.95) - drop / 100,
+            quality_name=quality_name,
+            drop_points=drop,
+            constraints={},
+            seconds=1.0,
+        )
+
+    goal = Goal(device="phone", max_drop=0.3)
+    size, latency, kept = outcome(0.0).objectives(goal)
+    assert size == pytest.approx(-5.0) and latency == pytest.approx(1.0)  # 32x is five halvings; noise rounds away
+    assert outcome(-0.5).objectives(goal)[2] == kept == outcome(0.2).objectives(goal)[2] == pytest.approx(0.947)
+    assert outcome(0.6).objectives(goal)[2] == pytest.approx(0.944)  # beyond the budget: lower
+    agreement = Goal(device="phone", max_drop=None, min_agreement=0.99)
+    assert outcome(0.5, "agreement").objectives(agreement)[2] == pytest.approx(0.99)  # within: the floor
+    assert outcome(2.0, "agreement").objectives(agreement)[2] == pytest.approx(0.98)
+    assert outcome(0.5).objectives(agreement)[2] == pytest.approx(0.945)  # accuracy: capped at the baseline
+    assert outcome(-0.5).objectives(agreement)[2] == pytest.approx(0.95)
+
+
+def test_a_new_best_is_pushed_further_and_tried_with_every_other_coding_step(project):
+    from workbench.tuning.study import refinements
+
+    settings = TuneSettings(
+        goal=Goal(device="phone", max_drop=100.0, plugins=["magnitude_prune", "quantize_fp16", "quantize_int8"]),
+        trials=4,
+        sampler="random",
+    )
+    study = open_study(project.folder, settings)
+    study.enqueue_trial({"structure": "magnitude_prune", "magnitude_prune.sparsity": 0.6, "coding": "none"})
+    del study
+    result = tune(project, settings)
+    first, pushed, *others = result.records
+    assert [s.plugin for s in first.chain] == ["magnitude_prune"] and first.feasible
+    # the new best's sparsity, halfway on to the search range's end; every other parameter as it was
+    assert pushed.chain[0].params == first.chain[0].params | {"sparsity": pytest.approx(0.6 + (0.98 - 0.6) / 2)}
+    assert len(pushed.chain) == 1 and pushed.outcome.download_ratio < first.outcome.download_ratio
+    assert {r.chain[-1].plugin for r in others} == {"quantize_fp16", "quantize_int8"}
+    assert all(r.chain[0] == first.chain[0] for r in others)  # the same pruning: the stored variant, reused
+    # the root, two prunings, and the codings of the first that ran (none stored the first pruning again)
+    assert len(project.variants()) == 3 + sum(r.state == "complete" for r in others)
+    assert refinements({"coding alone": "quantize_int8"}, {"coding": ["none", "quantize_fp16"]}) == []
+    bits = refinements({"coding alone": "low_bit_weights", "low_bit_weights.bits": 4}, {"coding": []})
+    assert bits == [{"coding alone": "low_bit_weights", "low_bit_weights.bits": 2}]
+
+
+def test_a_second_search_on_the_same_project_is_refused_while_one_runs(project, small_device):
+    from workbench.errors import WorkbenchError
+    from workbench.fileio import held_alone
+
+    settings = TuneSettings(goal=Goal(device=small_device, plugins=["quantize_fp16"]), trials=1, sampler="random")
+    lock = project.folder / "tuning" / "search.lock"
+    with held_alone(lock) as alone:  # what a running search holds (flock: another open file conflicts)
+        assert alone
+        with pytest.raises(WorkbenchError, match="another search is running on this project"):
+            tune(project, settings)
+        assert not study_path(project.folder).exists()  # refused before the study was opened
+    assert [r.state for r in tune(project, settings).records] == ["complete"]  # free again once it ends
+    with held_alone(lock) as alone:
+        assert alone  # and tune let go of it

@@ -715,12 +715,14 @@ class MainWindow(QMainWindow):
         )
 
     def _trial_finished(self, record) -> None:
+        from workbench.tuning.study import best_key
+
         if not self._tuning:
             return
         self._trials.append(record)
         self.tune_panel.add_trial(record)
         feasible = [r for r in self._trials if r.feasible]
-        best = min(feasible, key=lambda r: r.outcome.download_ratio, default=None)
+        best = min(feasible, key=best_key, default=None)  # as the study chooses it
         self.tune_panel.show_best(best)
         self._show_feasibility(self._trials, best)
         self.tree.set_variants(self.ws.variants(), self.ws.current_id)

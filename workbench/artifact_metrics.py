@@ -127,6 +127,24 @@ def timed_runs(
     return int(min(MAX_TIMED_RUNS, max(minimum, wanted)))
 
 
+def time_against_baseline(
+    artifact: Any,
+    baseline: bytes | None,
+    shapes: Mapping[str, tuple[int, ...]],
+    runs: int,
+    task: Task | None = None,
+    input_spec: InputSpec | None = None,
+) -> tuple[dict[str, tuple[float, float]], int]:
+    """(median, p90) ms of the artifact and of the fp32 baseline in onnxruntime, timed interleaved in one
+    run (this host's load drifts), and the run count: the latency ratio every bundle states."""
+    sessions = {"artifact": artifact} | ({"baseline": make_session(baseline)} if baseline is not None else {})
+    count = timed_runs(sessions, shapes, runs, input_spec)
+    timed = interleaved_latency(
+        sessions, shapes, runs=count, warmup=max(5, count // 10), task=task or Task(), input_spec=input_spec
+    )
+    return timed, count
+
+
 def artifact_metrics(
     artifact: Any,
     runtime: BundleRuntime,
@@ -151,11 +169,7 @@ def artifact_metrics(
     if scored.metric == "top1" and scored.accuracy is not None:
         correct = round(scored.accuracy * len(data))
     task.report(0.5, "timing against the fp32 baseline")
-    sessions = {"artifact": artifact} | ({"baseline": make_session(baseline)} if baseline is not None else {})
-    count = timed_runs(sessions, shapes, runs, input_spec)
-    timed = interleaved_latency(
-        sessions, shapes, runs=count, warmup=max(5, count // 10), task=task.sub(0.5, 1.0), input_spec=input_spec
-    )
+    timed, count = time_against_baseline(artifact, baseline, shapes, runs, task.sub(0.5, 1.0), input_spec)
     median, p90 = timed["artifact"]
     metrics = ArtifactMetrics(
         file=runtime.file,

@@ -935,14 +935,18 @@ def _cmd_tune(args: argparse.Namespace) -> int:
             )
         print("Pareto front of the feasible trials (download size, latency, quality):")
         print(_table(rows, right={0, 2, 3, 4, 5}) if len(rows) > 1 else "  (no feasible trial yet)")
-        print(f"hypervolume      {result.hypervolume:.4f} (reference: baseline size, 2x its latency, all wrong)")
+        print(
+            f"hypervolume      {result.hypervolume:.4f} (size in halvings, latency, quality up to the goal's floor; "
+            "reference: baseline size, 2x its latency, all wrong)"
+        )
         if result.best is None:
             print("best             none of the trials meets every constraint: loosen the goal or give more trials")
             return 1
         best = result.best.outcome
         print(
             f"best             trial {result.best.number}: {1 / best.download_ratio:.1f}x smaller download, latency "
-            f"{best.latency_ratio:.2f}x, {best.quality_name} {best.quality:.2%} ({-best.drop_points:+.2f} pt)"
+            f"{best.latency_ratio:.2f}x, {best.quality_name} {best.quality:.2%} ({-best.drop_points:+.2f} pt); "
+            f"measured on {best.shipped or 'the variant'}"
         )
         for name, constraint in best.constraints.items():
             print(f"  {name:15s} {constraint.detail} ({constraint.source})")

@@ -355,6 +355,65 @@ def export_for_device(
     return target
 
 
+@dataclass(frozen=True)
+class Shipped:
+    """What a device's bundle would ship for a variant, measured on the converted file(s) without writing a
+    bundle: the auto-tuner holds every trial to these, so its sizes are the bytes the device gets."""
+
+    format: str
+    file: str  # the file the runtime loads
+    bytes: int  # of the file(s) the runtime loads, as the bundle's manifest counts them
+    download: int  # those files xz-compressed, each on its own
+    latency_ratio: float | None  # the file in its runtime against the fp32 baseline in onnxruntime
+    arena_bytes: int | None = None  # TFLM's measured tensor arena, where the format has one
+
+    def describe(self) -> str:
+        return f"{self.file} ({self.format}): {self.bytes:,} B, {self.download:,} B download"
+
+
+def shipped_figures(
+    project: Project, variant_id: str, plan: ExportPlan, *, timed_runs: int = 0, task: Task | None = None
+) -> Shipped:
+    """Convert the variant as its bundle would (same exporter, same plan) into a throwaway folder, and measure
+    what ships. ``timed_runs`` > 0 also times the file in its runtime against the fp32 baseline, interleaved, as
+    the bundle's latency ratio is (where the host's timing means something for the device).
+
+    The ONNX format ships the stored file as it is: nothing is converted."""
+    import tempfile
+
+    from workbench.artifact_metrics import time_against_baseline
+    from workbench.evaluate import download_size
+    from workbench.exporters import ExportContext, artifact_files, get_exporter
+
+    if not plan.ok:
+        raise ExportRefused(f"cannot export for {plan.device.name}: " + "; ".join(plan.refusals))
+    task = task or Task()
+    model = project.load_model(variant_id)
+    exporter = get_exporter(plan.format)
+    with tempfile.TemporaryDirectory(prefix="workbench-shipped-") as folder:
+        staging = Path(folder)
+        converted = exporter.convert(ExportContext(project, model, plan, staging, task))
+        runtime = converted.runtime
+        contents = [path.read_bytes() for path in artifact_files(staging, runtime)]
+        ratio = None
+        if timed_runs > 0 and exporter.host_latency_meaningful:
+            artifact = open_artifact(staging, runtime)
+            baseline = project.load_model(project.root.id).artifact_bytes()
+            shapes = model.concrete_shapes()
+            timed, _count = time_against_baseline(artifact, baseline, shapes, timed_runs, task, model.input_spec)
+            ratio = timed["artifact"][0] / timed["baseline"][0]
+            del artifact
+    arena = (converted.report.get("tflm") or {}).get("arena_bytes")
+    return Shipped(
+        format=plan.format,
+        file=runtime.file,
+        bytes=sum(len(c) for c in contents),
+        download=sum(download_size(c) or len(c) for c in contents),
+        latency_ratio=ratio,
+        arena_bytes=int(arena) if arena is not None else None,
+    )
+
+
 def strict_json(data: Any) -> str:
     """JSON that every parser accepts: a NaN or infinity is a bug upstream, never written to a bundle."""
     try:

@@ -142,6 +142,26 @@ def _lock(fd: int) -> None:
         fcntl.flock(fd, fcntl.LOCK_EX)
 
 
+@contextlib.contextmanager
+def held_alone(path: Path) -> Iterator[bool]:
+    """An exclusive lock on ``path`` (created empty if missing) while the block runs, taken without waiting:
+    yields False when another living process holds it. The OS drops it if the holder dies."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        if fcntl is None:
+            yield True
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
+
+
 class FolderLock:
     """Shared while a process uses a folder; exclusive (briefly, never waiting) to tidy it up alone."""
 

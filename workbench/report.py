@@ -317,11 +317,13 @@ def _provenance(project: Project, device: DeviceProfile | None) -> str:
         f"<b>Measured</b> on {host}: file and download sizes (the stored file), accuracy and agreement (the evaluation "
         "split, one sample at a time), latency ratios (interleaved with the baseline in one run; "
         f"{runtime}), sparsity.",
-        "<b>Measured</b> by the study: every trial's objectives are its variant's measured figures; storage against "
-        "the device is the stored file's bytes when the export keeps the variant's precision.",
-        "<b>Estimated</b>: peak activations (the RAM budget, from the graph's shapes; a microcontroller export "
-        "measures its TFLM arena instead), storage after an exporter's own conversion, and latency and energy on "
-        "the device "
+        "<b>Measured</b> by the study: a trial's size and storage are the file the device's bundle ships, converted "
+        "by its exporter (the .ort, .tflite or TFLM array; the stored ONNX where the device takes it as it is), "
+        "xz-compressed for the download; its latency ratio is that file in its runtime against the baseline, where "
+        "the host's timing means something for the device; accuracy and agreement are its variant's; a TFLM "
+        "arena is measured by TFLM.",
+        "<b>Estimated</b>: peak activations (the RAM budget, from the graph's shapes) where no TFLM arena is "
+        "measured, and latency and energy on the device "
         + (
             f"(from the {html.escape(device.id)} profile: {html.escape(device.throughput_source)})"
             if device

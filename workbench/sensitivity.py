@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from pydantic import BaseModel, Field
 
 from workbench.datasets import Dataset
@@ -173,6 +174,36 @@ def sweep(
         samples=min(samples, len(dataset)),
         layers=results,
     )
+
+
+def cached_sweep(model: Model, dataset: Dataset, registry: PluginRegistry, **options: Any) -> SensitivityReport:
+    """:func:`sweep`, kept in the user's cache by what decides its result (the model's bytes, the data's and
+    the options): a search asks for the same model's sweep in trial after trial. Nothing in the cache is run,
+    only read as JSON; a damaged entry is swept again."""
+    import hashlib
+    import json
+
+    from pydantic import ValidationError
+
+    from workbench.fileio import atomic_write_text
+    from workbench.settings import cache_dir
+
+    task = options.pop("task", None)  # how progress is shown does not change the result
+    digest = hashlib.sha256(model.to_onnx().SerializeToString(deterministic=True))
+    for array in (dataset.x, dataset.y, *dataset.inputs.values()):
+        if array is not None:
+            digest.update(np.ascontiguousarray(array).tobytes())
+    digest.update(json.dumps(options, sort_keys=True, default=str).encode())
+    path = cache_dir() / "sensitivity" / f"{digest.hexdigest()[:32]}.json"
+    if path.is_file():
+        try:
+            return SensitivityReport.model_validate_json(path.read_bytes())
+        except (OSError, ValidationError):
+            pass
+    report = sweep(model, dataset, registry, task=task, **options)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, report.model_dump_json())
+    return report
 
 
 def _prunable_layers(model: Model) -> list[tuple[str, str, int]]:

@@ -3,15 +3,18 @@ dimension (floats and ints between their ``ge``/``le`` bounds, Literals and bool
 
 A field may narrow what the tuner tries without narrowing what a user may set, with
 ``json_schema_extra={"search": [low, high]}`` (or a list of choices), or leave the search with
-``{"tune": False}``; Olive's ``search_defaults`` play the same part. Lists and dicts (per-layer overrides,
+``{"tune": False}``; Olive's ``search_defaults`` play the same part. ``{"shrinks": "up"}`` (or "down")
+says which way the field makes the model smaller (sparsity up, clusters down): the tuner pushes a new best
+along it. Lists and dicts (per-layer overrides,
 exclusions) are never searched: they name layers of one model.
 """
 
 from __future__ import annotations
 
+import math
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -31,6 +34,25 @@ class Dimension:
     high: float | None = None
     log: bool = False
     choices: tuple[Any, ...] = ()
+    shrinks: Literal["up", "down"] | None = None  # which way the model gets smaller, where the plugin says
+
+    def pushed(self, value: Any) -> Any:
+        """``value`` moved towards the smaller model: halfway to the search range's end (to the next choice
+        for choices), or None at the end already. After a new best, the tuner asks for it next (see
+        :func:`workbench.tuning.study.refinements`), as accuracy-aware compression steps its rate."""
+        if self.shrinks is None:
+            return None
+        if self.kind == "categorical":
+            ordered = sorted(self.choices) if self.shrinks == "up" else sorted(self.choices, reverse=True)
+            later = [c for c in ordered if (c > value if self.shrinks == "up" else c < value)]
+            return later[0] if later else None
+        end = self.high if self.shrinks == "up" else self.low
+        assert end is not None
+        # halfway on the scale the sampler uses: geometric for log-scaled fields
+        moved = math.sqrt(value * end) if self.log and end > 0 and value > 0 else value + (end - value) / 2
+        if self.kind == "int":
+            moved = int(math.floor(moved) if self.shrinks == "down" else math.ceil(moved))
+        return None if moved == value else moved
 
     def describe(self) -> str:
         if self.kind == "categorical":
@@ -56,7 +78,8 @@ def plugin_dimensions(plugin: Plugin) -> list[Dimension]:
             continue
         dimension = _dimension(name, field.annotation, field.metadata, extra.get("search"))
         if dimension is not None:
-            found.append(dimension)
+            shrinks = extra.get("shrinks")
+            found.append(replace(dimension, shrinks=shrinks) if shrinks in ("up", "down") else dimension)
     return found
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from hashlib import sha256
@@ -27,10 +28,11 @@ if TYPE_CHECKING:
     from workbench.project import Project
 
 STUDY_DIR = "tuning"  # inside the project folder
-DIRECTIONS = ("minimize", "minimize", "maximize")  # download ratio, latency ratio, quality
-OBJECTIVES = ("download ratio", "latency ratio", "quality")
+DIRECTIONS = ("minimize", "minimize", "maximize")  # log2 download ratio, latency ratio, quality
+OBJECTIVES = ("log2 download ratio", "latency ratio", "quality")
+OBJECTIVES_VERSION = 2  # in the study's name: a study scored another way is not resumed as this one
 # Hypervolume reference: no smaller than the baseline, twice its latency, every answer wrong.
-HYPERVOLUME_REFERENCE = (1.0, 2.0, 1.0)
+HYPERVOLUME_REFERENCE = (0.0, 2.0, 1.0)
 TUNE_EXTRA = 'pip install -e ".[tune]"'
 
 
@@ -48,7 +50,9 @@ class TuneSettings(BaseModel):
         """The same goal and sampler resume the same study; another goal starts another."""
         if self.study_name:
             return self.study_name
-        key = json.dumps([self.goal.model_dump(mode="json"), self.sampler, self.seed], sort_keys=True)
+        key = json.dumps(
+            [self.goal.model_dump(mode="json"), self.sampler, self.seed, OBJECTIVES_VERSION], sort_keys=True
+        )
         return f"{self.goal.device}-{self.sampler}-{sha256(key.encode()).hexdigest()[:8]}"
 
 
@@ -59,6 +63,7 @@ class TrialRecord:
     chain: list[Step]
     outcome: Outcome | None = None
     error: str | None = None
+    values: tuple[float, ...] | None = None  # the objectives as the study scored them
 
     @property
     def feasible(self) -> bool:
@@ -122,13 +127,15 @@ def open_study(folder: Path, settings: TuneSettings) -> optuna.Study:
     if settings.sampler == "random":
         sampler: Any = optuna.samplers.RandomSampler(seed=seed)
     else:
-        sampler = optuna.samplers.TPESampler(
-            seed=seed,
-            multivariate=True,
-            group=True,  # each chain has its own parameters: TPE models each group apart
-            constant_liar=True,  # trials in flight count as pending, so parallel workers spread out
-            n_startup_trials=12,
-        )
+        with warnings.catch_warnings():  # multivariate and group are "experimental" in Optuna 5, and used as meant
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.TPESampler(
+                seed=seed,
+                multivariate=True,
+                group=True,  # each chain has its own parameters: TPE models each group apart
+                constant_liar=True,  # trials in flight count as pending, so parallel workers spread out
+                n_startup_trials=12,
+            )
     study = optuna.create_study(
         storage=storage,
         sampler=sampler,
@@ -198,7 +205,22 @@ def tune(
     task: Task | None = None,
     on_trial: Callable[[TrialRecord], None] | None = None,
 ) -> TuneResult:
-    """Run trials until the trial or time budget is spent or the task is cancelled."""
+    """Run trials until the trial or time budget is spent or the task is cancelled. One search at a time
+    per project: a second one would take the first's running trials for a killed run's."""
+    from workbench.fileio import held_alone
+
+    with held_alone(project.folder / STUDY_DIR / "search.lock") as alone:
+        if not alone:
+            raise WorkbenchError("another search is running on this project: stop it first", project.folder)
+        return _tune(project, settings, task, on_trial)
+
+
+def _tune(
+    project: Project,
+    settings: TuneSettings,
+    task: Task | None,
+    on_trial: Callable[[TrialRecord], None] | None,
+) -> TuneResult:
     from optuna.trial import TrialState
 
     from workbench.plugin import discover_plugins
@@ -221,6 +243,8 @@ def tune(
     )
     in_flight: dict[int, tuple[Any, list[Step]]] = {}
     durations: list[float] = []
+    options = stage_options(settings.goal, registry, torch_lineage)
+    best = summarize(study).best
     stopped = "interrupted"  # what the trials in flight are told if anything ends the run early
     goal = settings.goal.model_dump(mode="json")
 
@@ -244,7 +268,7 @@ def tune(
                     chain = propose_chain(trial, settings.goal, registry, torch_lineage)
                 except Exception as exc:  # known to fail (or not proposable): said so at once, no worker's time
                     reason = str(exc) if isinstance(exc, WorkbenchError) else describe_exception(exc)
-                    record = _tell(study, trial, getattr(exc, "chain", []), {"error": reason})
+                    record = _tell(study, trial, getattr(exc, "chain", []), {"error": reason}, settings.goal)
                     if on_trial is not None:
                         on_trial(record)
                     continue
@@ -259,9 +283,13 @@ def tune(
                 break
             for number, result in workers.finished(timeout=0.5):
                 trial, chain = in_flight.pop(number)
-                record = _tell(study, trial, chain, result)
+                record = _tell(study, trial, chain, result, settings.goal)
                 if record.outcome is not None:
                     durations.append(record.outcome.seconds)
+                if record.feasible and (best is None or best_key(record) < best_key(best)):
+                    best = record
+                    for params in refinements(trial.params, options, registry):
+                        study.enqueue_trial(params, skip_if_exists=True)
                 if on_trial is not None:
                     on_trial(record)
             fraction = _progress(settings, done_count(), time.monotonic() - started)
@@ -281,7 +309,39 @@ def tune(
     return summarize(study, stopped, time.monotonic() - started)
 
 
-def _tell(study: Any, trial: Any, chain: list[Step], result: dict[str, Any]) -> TrialRecord:
+def refinements(
+    params: dict[str, Any], options: dict[str, list[str]], registry: PluginRegistry | None = None
+) -> list[dict[str, Any]]:
+    """Trials to ask next after a new best (every other parameter as it was):
+
+    - each parameter that makes the model smaller pushed further that way (:meth:`Dimension.pushed`): the
+      search steps its compression until the goal breaks, as accuracy-aware compression does, instead of
+      waiting for the sampler to wander there;
+    - its structure step with each other coding step the goal allows (their own parameters left to the
+      sampler). The structure step is then the project's stored variant, so each costs only its coding step;
+      without this, a sampler that found a good pruning seldom asks for that pruning again with int8 on top.
+    """
+    from workbench.plugin import discover_plugins
+    from workbench.tuning.space import plugin_dimensions
+
+    registry = registry or discover_plugins()
+    found = []
+    chosen = [v for k, v in params.items() if k.split(" ")[0] in STAGES and v != "none" and v in registry.plugins]
+    for plugin in chosen:
+        for dimension in plugin_dimensions(registry.get(plugin)):
+            key = f"{plugin}.{dimension.name}"
+            pushed = dimension.pushed(params[key]) if key in params else None
+            if pushed is not None:
+                found.append(params | {key: pushed})
+    structure = params.get("structure")
+    if structure not in (None, "none"):
+        kept = {k: v for k, v in params.items() if k == "structure" or k.startswith(f"{structure}.")}
+        current = params.get("coding", "none")
+        found += [kept | {"coding": c} for c in options.get("coding", []) if c not in ("none", current)]
+    return found
+
+
+def _tell(study: Any, trial: Any, chain: list[Step], result: dict[str, Any], goal: Goal) -> TrialRecord:
     from optuna.trial import TrialState
 
     if "outcome" in result:
@@ -289,7 +349,7 @@ def _tell(study: Any, trial: Any, chain: list[Step], result: dict[str, Any]) -> 
         trial.set_user_attr("outcome", result["outcome"])
         for name, constraint in outcome.constraints.items():
             trial.set_constraint(name, constraint.value)
-        study.tell(trial, list(outcome.objectives))
+        study.tell(trial, list(outcome.objectives(goal)))
         return TrialRecord(trial.number, "complete", chain, outcome)
     error = str(result.get("error", "unknown failure"))[:500]
     trial.set_user_attr("error", error)
@@ -302,14 +362,17 @@ def _tell(study: Any, trial: Any, chain: list[Step], result: dict[str, Any]) -> 
 
 def summarize(study: Any, stopped: str = "", seconds: float = 0.0, goal: dict[str, Any] | None = None) -> TuneResult:
     """Every trial of the study, its feasible Pareto front, the best feasible variant and the hypervolume."""
-    records = [record_of(t) for t in study.get_trials(deepcopy=False)]
+    from optuna.trial import TrialState
+
+    asked = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+    records = [record_of(t) for t in study.get_trials(deepcopy=False, states=asked)]  # not those queued next
     feasible = [r for r in records if r.feasible and r.outcome is not None]
     unique = list(
         {r.outcome.variant_id: r for r in feasible if r.outcome is not None}.values()
     )  # a repeat is one point
     pareto = [r for r in unique if not any(_dominates(o, r) for o in unique if o is not r)]
     pareto.sort(key=lambda r: r.outcome.download_ratio if r.outcome else 0)
-    best = min(feasible, key=_best_key, default=None)
+    best = min(feasible, key=best_key, default=None)
     goal = goal if goal is not None else dict(study.user_attrs.get("goal", {}))
     return TuneResult(study.study_name, records, pareto, best, hypervolume(feasible), stopped, seconds, goal)
 
@@ -327,10 +390,11 @@ def record_of(trial: Any) -> TrialRecord:
         chain,
         Outcome.model_validate(outcome) if outcome and state == "complete" else None,
         error,
+        tuple(trial.values) if state == "complete" and trial.values else None,
     )
 
 
-def _best_key(record: TrialRecord) -> tuple[float, float, float]:
+def best_key(record: TrialRecord) -> tuple[float, float, float]:
     """Smallest download first (the edge's scarcest resource), then fastest, then most accurate."""
     assert record.outcome is not None
     return record.outcome.download_ratio, record.outcome.latency_ratio, -record.outcome.quality
@@ -347,12 +411,14 @@ def _dominates(a: TrialRecord, b: TrialRecord) -> bool:
 
 
 def hypervolume(records: list[TrialRecord]) -> float:
-    """Volume the feasible trials dominate below :data:`HYPERVOLUME_REFERENCE` (minimized objectives)."""
+    """Volume the feasible trials dominate below :data:`HYPERVOLUME_REFERENCE`, in the objectives the study
+    optimizes (quality counted up to the goal's floor, see :meth:`Outcome.objectives`), all minimized."""
     import numpy as np
     from optuna._hypervolume import compute_hypervolume  # Optuna's own; its visualisation uses it too
 
     reference = np.asarray(HYPERVOLUME_REFERENCE)
-    points = np.asarray([_minimized(r.outcome) for r in records if r.outcome is not None]).reshape(-1, 3)
+    values = [r.values for r in records if r.values is not None]
+    points = np.asarray([(size, latency, 1 - quality) for size, latency, quality in values]).reshape(-1, 3)
     points = points[np.all(points < reference, axis=1)]
     return float(compute_hypervolume(points, reference)) if len(points) else 0.0
 

@@ -8,6 +8,7 @@ and the goal cross the process boundary, and the variants it makes are the proje
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Literal
 
@@ -59,26 +60,39 @@ class Outcome(BaseModel):
 
     variant_id: str
     chain: list[Step]
-    download_ratio: float  # variant's over-the-air download / the baseline's
-    latency_ratio: float
+    download_ratio: float  # what the device's bundle ships, xz-compressed / the same for the baseline
+    latency_ratio: float  # in the device's runtime where it runs here, else the variant's ONNX in onnxruntime
     quality: float  # accuracy (labelled data) or agreement with the baseline, 0..1
     quality_name: str
     drop_points: float
     constraints: dict[str, Constraint]
     seconds: float
+    shipped: str = ""  # the file the size was measured on
 
     @property
     def feasible(self) -> bool:
         return all(c.value <= 0 for c in self.constraints.values())
 
-    @property
-    def objectives(self) -> tuple[float, float, float]:
-        """Download and latency ratios (down), quality (up), as the sampler compares them: quality counts no
-        higher than the baseline's (a few samples more right on the evaluation split is noise, and rewarding it
-        steers the search away from size), and latency in steps of :data:`LATENCY_STEP` (this host's timing
-        noise: finer differences would make every variant look Pareto-optimal)."""
+    def objectives(self, goal: Goal) -> tuple[float, float, float]:
+        """Download ratio in halvings (log2: 20x to 40x smaller is worth what 2x to 4x is) and latency ratio,
+        both down, and quality, up, as the sampler compares them.
+
+        Quality counts no higher than the goal's floor: the user named the accuracy they can lose, so a
+        variant that keeps more of it is not better for the search (rewarding it would spend trials on large,
+        accurate variants the user did not ask for; the Pareto table still shows the real figures). Latency
+        counts in steps of :data:`LATENCY_STEP` (this host's timing noise: finer differences would make every
+        variant look Pareto-optimal)."""
         latency = round(self.latency_ratio / LATENCY_STEP) * LATENCY_STEP
-        return self.download_ratio, latency, self.quality + min(self.drop_points, 0.0) / 100
+        quality = self.quality + min(self.drop_points - self.allowed_drop(goal), 0.0) / 100
+        return math.log2(self.download_ratio), latency, quality
+
+    def allowed_drop(self, goal: Goal) -> float:
+        """Points of this trial's quality measure the goal lets go (0 when the goal says nothing of it)."""
+        if goal.max_drop is not None:
+            return goal.max_drop
+        if goal.min_agreement is not None and self.quality_name == "agreement":
+            return (1 - goal.min_agreement) * 100
+        return 0.0
 
 
 def run_trial(folder: str, chain: list[dict[str, Any]], goal: dict[str, Any]) -> dict[str, Any]:
@@ -129,27 +143,69 @@ def _run(folder: str, chain: list[Step], goal: Goal, started: float) -> Outcome:
         assert metrics is not None and reference is not None
         if reference.accuracy is not None and metrics.accuracy is not None:
             quality, name = metrics.accuracy, f"accuracy ({metrics.metric or 'top1'})"
-            drop = (reference.accuracy - metrics.accuracy) * 100
+            # rounded: 3 of 1,000 lost is 0.3 pt, not 0.30000000000000426 (which would break a 0.3 budget)
+            drop = round((reference.accuracy - metrics.accuracy) * 100, 6)
         else:
             quality, name = (metrics.agreement if metrics.agreement is not None else 1.0), "agreement"
-            drop = (1 - quality) * 100
+            drop = round((1 - quality) * 100, 6)
         device = get_device(goal.device)
         plan = plan_export(project, variant.id, device)
-        constraints = _constraints(goal, plan, metrics, drop, name)
+        shipped, refusal = _shipped(project, variant.id, plan, timed=True)
+        base, _ = _shipped(project, root.id, plan_export(project, root.id, device), timed=False)
+        constraints = _constraints(goal, plan, metrics, drop, name, shipped, refusal)
+        if shipped is not None and base is not None:
+            download_ratio, shipped_text = shipped.download / base.download, shipped.describe()
+        else:  # the device takes neither this variant nor the baseline: its stored file, and infeasible anyway
+            download_ratio, shipped_text = metrics.download / reference.download, "the variant's ONNX file"
+        latency = shipped.latency_ratio if shipped is not None and shipped.latency_ratio is not None else None
+        if latency is None:
+            latency = metrics.latency_ratio if metrics.latency_ratio is not None else 1.0
         return Outcome(
             variant_id=variant.id,
             chain=chain,
-            download_ratio=metrics.download / reference.download,
-            latency_ratio=metrics.latency_ratio if metrics.latency_ratio is not None else 1.0,
+            download_ratio=download_ratio,
+            latency_ratio=latency,
             quality=quality,
             quality_name=name,
             drop_points=drop,
             constraints=constraints,
             seconds=time.perf_counter() - started,
+            shipped=shipped_text,
         )
 
 
-def _constraints(goal: Goal, plan: Any, metrics: Any, drop: float, quality_name: str) -> dict[str, Constraint]:
+def _shipped(project: Any, variant_id: str, plan: Any, timed: bool) -> tuple[Any, str | None]:
+    """The device's shipped file for the variant, measured (:func:`shipped_figures`), and stored beside the
+    study so a variant two trials share is converted once; or why the device's exporter refuses it."""
+    import json
+
+    from workbench.device_export import Shipped, shipped_figures
+    from workbench.errors import WorkbenchError
+    from workbench.fileio import atomic_write_text
+
+    cached = project.folder / "tuning" / "shipped" / f"{variant_id}-{plan.device.id}.json"
+    if cached.is_file():
+        try:
+            stored = json.loads(cached.read_text(encoding="utf-8"))
+            if timed == (stored.get("timed") is True) or not timed:
+                stored.pop("timed", None)
+                return Shipped(**stored), None
+        except (ValueError, TypeError):
+            pass  # a damaged cache entry is measured again
+    if plan.format == "onnx" and timed:
+        timed = False  # the stored file as it is: the variant's own measurement is the shipped session's
+    try:
+        shipped = shipped_figures(project, variant_id, plan, timed_runs=GUI_RUNS if timed else 0)
+    except WorkbenchError as exc:
+        return None, str(exc)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(cached, json.dumps({**shipped.__dict__, "timed": timed or plan.format == "onnx"}))
+    return shipped, None
+
+
+def _constraints(
+    goal: Goal, plan: Any, metrics: Any, drop: float, quality_name: str, shipped: Any, refusal: str | None
+) -> dict[str, Constraint]:
     found: dict[str, Constraint] = {}
     if goal.max_drop is not None:
         found["accuracy"] = Constraint(
@@ -163,11 +219,15 @@ def _constraints(goal: Goal, plan: Any, metrics: Any, drop: float, quality_name:
             detail=f"top-1 agreement {metrics.agreement:.2%} (at least {goal.min_agreement:.2%})",
             source="measured",
         )
-    if goal.max_latency_ratio is not None and metrics.latency_ratio is not None:
+    timed_shipped = shipped is not None and shipped.latency_ratio is not None
+    latency_ratio = shipped.latency_ratio if timed_shipped else metrics.latency_ratio
+    if goal.max_latency_ratio is not None and latency_ratio is not None:
+        where = (
+            f"{shipped.file} in its runtime" if timed_shipped else "the variant's ONNX in onnxruntime, shipped session"
+        )
         found["latency"] = Constraint(
-            value=metrics.latency_ratio - goal.max_latency_ratio,
-            detail=f"{metrics.latency_ratio:.2f}x the baseline here, shipped session (at most "
-            f"{goal.max_latency_ratio:g}x)",
+            value=latency_ratio - goal.max_latency_ratio,
+            detail=f"{latency_ratio:.2f}x the baseline here, {where} (at most {goal.max_latency_ratio:g}x)",
             source="measured",
         )
     if goal.max_latency_ms is not None:
@@ -178,17 +238,37 @@ def _constraints(goal: Goal, plan: Any, metrics: Any, drop: float, quality_name:
             f"(at most {goal.max_latency_ms:g}; the profile's estimate)",
             source="estimated",
         )
-    for budget, key in zip(plan.budgets, ("storage", "RAM"), strict=False):
-        found[key] = Constraint(
-            value=budget.used / budget.limit - 1,
-            detail=f"{budget.label} {budget.used:,} B of {budget.limit:,} B",
-            source="measured" if key == "storage" and budget.used == metrics.artifact_bytes else "estimated",
+    storage, ram = plan.budgets[0], plan.budgets[1]
+    if shipped is not None:
+        found["storage"] = Constraint(
+            value=shipped.bytes / storage.limit - 1,
+            detail=f"{shipped.file} {shipped.bytes:,} B of {storage.limit:,} B",
+            source="measured",
+        )
+    else:
+        found["storage"] = Constraint(
+            value=storage.used / storage.limit - 1,
+            detail=f"{storage.label} {storage.used:,} B of {storage.limit:,} B (planned)",
+            source="estimated",
+        )
+    if shipped is not None and shipped.arena_bytes is not None:
+        found["RAM"] = Constraint(
+            value=shipped.arena_bytes / ram.limit - 1,
+            detail=f"TFLM tensor arena {shipped.arena_bytes:,} B of {ram.limit:,} B",
+            source="measured",
+        )
+    else:
+        found["RAM"] = Constraint(
+            value=ram.used / ram.limit - 1, detail=f"{ram.label} {ram.used:,} B of {ram.limit:,} B", source="estimated"
         )
     others = [r for r in plan.refusals if "storage" not in r and "RAM" not in r]
+    converted = plan.ok  # else the plan refused it and nothing was converted
+    if converted and refusal:
+        others = [refusal]  # the conversion refused when run (a TFLM arena over the RAM, a converter's error)
     found["exportable"] = Constraint(
         value=1.0 if others else -1.0,
         detail="; ".join(others) or f"{plan.device.name} takes it ({plan.format}, {plan.export_precision})",
-        source="estimated",
+        source="measured" if converted else "estimated",
     )
     return found
 
