@@ -28,7 +28,7 @@ from workbench.devices import load_devices
 from workbench.tuning.study import TrialRecord, TuneResult, TuneSettings
 from workbench.tuning.trial import STAGES, Goal
 
-COLUMNS = ["trial", "steps", "smaller", "latency", "quality", "goal"]
+COLUMNS = ["trial", "steps", "shipped smaller", "latency", "quality", "goal"]
 
 
 class TunePanel(QWidget):
@@ -185,8 +185,10 @@ class TunePanel(QWidget):
             ]
         for column, text in enumerate(cells):
             item = QTableWidgetItem(text)
-            if o is not None:
-                item.setToolTip("\n".join(f"{k}: {c.detail} ({c.source})" for k, c in o.constraints.items()))
+            if o is not None:  # sizes are of the file the device's bundle ships; the plot shows variants' own ONNX
+                shipped = f"size and latency measured on {o.shipped}\n" if o.shipped else ""
+                constraints = "\n".join(f"{k}: {c.detail} ({c.source})" for k, c in o.constraints.items())
+                item.setToolTip(shipped + constraints)
             if o is None or not o.feasible:
                 item.setForeground(Qt.GlobalColor.gray)
             self.table.setItem(row, column, item)
@@ -216,6 +218,7 @@ class TunePanel(QWidget):
         self.best.setText(
             f"<b>Best meeting the goal</b>: trial {best.number}, {1 / o.download_ratio:.1f}x smaller download, latency "
             f"{o.latency_ratio:.2f}x, {o.quality_name} {o.quality:.2%} ({-o.drop_points:+.2f} pt)"
+            + (f"; measured on {o.shipped}" if o.shipped else "")
         )
 
     def _row_chosen(self, row: int, _column: int) -> None:

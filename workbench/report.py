@@ -192,7 +192,7 @@ def _pareto_figure(project: Project, inputs: ReportInputs) -> Any:
         )
     name = _quality(project.root)[1] if root is not None else "quality"
     figure.update_layout(
-        xaxis_title="download size (KiB, xz; log)",
+        xaxis_title="download of each variant's ONNX file (KiB, xz; log); what the device ships: budgets below",
         yaxis_title=f"{name} %",
         xaxis_type="log",
         height=460,
@@ -204,15 +204,25 @@ def _pareto_figure(project: Project, inputs: ReportInputs) -> Any:
 def _budgets(project: Project, chosen: Variant, device: DeviceProfile | None) -> str:
     import plotly.graph_objects as go
 
-    from workbench.device_export import plan_export
+    from workbench.device_export import Budget, plan_export
+    from workbench.tuning.trial import stored_shipped
 
     if device is None:
         return "<p>No device chosen (a study names one, or pass --device).</p>"
     plan = plan_export(project, chosen.id, device)
+    storage, ram = plan.budgets
+    labels = [f"{storage.label} (planned)", f"{ram.label} (estimated)"]
+    shipped = stored_shipped(project.folder, chosen.id, device.id)  # what a search measured, where it did
+    if shipped is not None:
+        plan.budgets[0] = Budget(storage.label, shipped.bytes, storage.limit)
+        labels[0] = f"{shipped.file} (measured)"
+        if shipped.arena_bytes is not None:
+            plan.budgets[1] = Budget("TFLM arena", shipped.arena_bytes, ram.limit)
+            labels[1] = "TFLM arena (measured)"
     figure = go.Figure(
         go.Bar(
             x=[100 * b.fraction for b in plan.budgets],
-            y=[b.label for b in plan.budgets],
+            y=labels,
             orientation="h",
             marker={"color": [RED if b.fraction > 1 else GREEN for b in plan.budgets]},
             text=[f"{b.used:,} B of {b.limit:,} B ({100 * b.fraction:.3g} %)" for b in plan.budgets],
@@ -222,7 +232,7 @@ def _budgets(project: Project, chosen: Variant, device: DeviceProfile | None) ->
     widest = max((100 * b.fraction for b in plan.budgets), default=100)
     figure.update_xaxes(range=[0, max(100.0, widest * 1.15)], ticksuffix=" %")  # bars against the whole budget
     figure.update_layout(
-        xaxis_title=f"% of {device.name}'s budget", height=220, margin={"l": 140, "r": 20, "t": 20, "b": 40}
+        xaxis_title=f"% of {device.name}'s budget", height=220, margin={"l": 200, "r": 20, "t": 20, "b": 40}
     )
     latency = "?" if plan.latency_estimate_s is None else f"{plan.latency_estimate_s * 1000:.3f} ms"
     notes = [

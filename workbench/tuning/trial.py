@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -174,32 +175,47 @@ def _run(folder: str, chain: list[Step], goal: Goal, started: float) -> Outcome:
         )
 
 
+def stored_shipped(folder: Path, variant_id: str, device_id: str, timed: bool = False) -> Any:
+    """The shipped figures a trial measured for this variant and device (``timed``: with the file's own
+    latency ratio), or None: read as JSON from beside the study, never run."""
+    import json
+
+    from workbench.device_export import Shipped
+
+    path = folder / "tuning" / "shipped" / f"{variant_id}-{device_id}.json"
+    if not path.is_file():
+        return None
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        if timed and stored.pop("timed", None) is not True:
+            return None
+        stored.pop("timed", None)
+        return Shipped(**stored)
+    except (OSError, ValueError, TypeError):
+        return None  # a damaged entry is measured again
+
+
 def _shipped(project: Any, variant_id: str, plan: Any, timed: bool) -> tuple[Any, str | None]:
     """The device's shipped file for the variant, measured (:func:`shipped_figures`), and stored beside the
     study so a variant two trials share is converted once; or why the device's exporter refuses it."""
     import json
 
-    from workbench.device_export import Shipped, shipped_figures
+    from workbench.device_export import shipped_figures
     from workbench.errors import WorkbenchError
     from workbench.fileio import atomic_write_text
 
-    cached = project.folder / "tuning" / "shipped" / f"{variant_id}-{plan.device.id}.json"
-    if cached.is_file():
-        try:
-            stored = json.loads(cached.read_text(encoding="utf-8"))
-            if timed == (stored.get("timed") is True) or not timed:
-                stored.pop("timed", None)
-                return Shipped(**stored), None
-        except (ValueError, TypeError):
-            pass  # a damaged cache entry is measured again
+    cached = stored_shipped(project.folder, variant_id, plan.device.id, timed)
+    if cached is not None:
+        return cached, None
     if plan.format == "onnx" and timed:
         timed = False  # the stored file as it is: the variant's own measurement is the shipped session's
     try:
         shipped = shipped_figures(project, variant_id, plan, timed_runs=GUI_RUNS if timed else 0)
     except WorkbenchError as exc:
         return None, str(exc)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(cached, json.dumps({**shipped.__dict__, "timed": timed or plan.format == "onnx"}))
+    path = project.folder / "tuning" / "shipped" / f"{variant_id}-{plan.device.id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({**shipped.__dict__, "timed": timed or plan.format == "onnx"}))
     return shipped, None
 
 
