@@ -316,3 +316,26 @@ def test_a_second_search_on_the_same_project_is_refused_while_one_runs(project, 
     assert [r.state for r in tune(project, settings).records] == ["complete"]  # free again once it ends
     with held_alone(lock) as alone:
         assert alone  # and tune let go of it
+
+
+def test_a_push_that_breaks_the_goal_is_asked_again_halfway_back():
+    from workbench.tuning.study import MAX_STEP_BACKS, _pushed, step_back
+
+    best = {"structure": "magnitude_prune", "magnitude_prune.sparsity": 0.909, "coding": "weight_sharing"}
+    best["weight_sharing.clusters"] = 14
+    pushed = best | {"magnitude_prune.sparsity": 0.9445}
+    attrs = _pushed(best, pushed)
+    assert attrs == {"pushed": {"key": "magnitude_prune.sparsity", "from": 0.909, "backs": 0}}
+    assert _pushed(best, best | {"coding": "quantize_int8"}) is None  # another coding step is not a push
+    params, again = step_back(pushed, attrs)
+    assert params == best | {"magnitude_prune.sparsity": pytest.approx((0.909 + 0.9445) / 2)}
+    assert again["pushed"]["backs"] == 1 and again["pushed"]["from"] == 0.909
+    while again["pushed"]["backs"] < MAX_STEP_BACKS:
+        params, again = step_back(params, again)
+    assert step_back(params, again) is None  # halved twice: the sampler takes it from there
+    clusters = best | {"weight_sharing.clusters": 9}
+    back = step_back(clusters, _pushed(best, clusters))
+    assert back is not None and back[0]["weight_sharing.clusters"] == 12  # integers: rounded halfway
+    bits = {"coding alone": "low_bit_weights", "low_bit_weights.bits": 2}
+    assert step_back(bits, _pushed(bits | {"low_bit_weights.bits": 4}, bits)) is None  # no choice between
+    assert step_back(best, {}) is None  # a trial that was not pushed is left to the sampler

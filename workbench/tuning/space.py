@@ -54,6 +54,16 @@ class Dimension:
             moved = int(math.floor(moved) if self.shrinks == "down" else math.ceil(moved))
         return None if moved == value else moved
 
+    def between(self, a: Any, b: Any) -> Any:
+        """Halfway from ``a`` to ``b`` on the sampler's scale, or None when nothing lies between (choices,
+        or neighbouring integers): where a push that broke the goal is asked again."""
+        if self.kind == "categorical":
+            return None
+        middle = math.sqrt(a * b) if self.log and a > 0 and b > 0 else (a + b) / 2
+        if self.kind == "int":
+            middle = round(middle)
+        return None if middle in (a, b) else middle
+
     def describe(self) -> str:
         if self.kind == "categorical":
             return f"{self.name} in {{{', '.join(map(str, self.choices))}}}"

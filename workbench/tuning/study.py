@@ -289,7 +289,9 @@ def _tune(
                 if record.feasible and (best is None or best_key(record) < best_key(best)):
                     best = record
                     for params in refinements(trial.params, options, registry):
-                        study.enqueue_trial(params, skip_if_exists=True)
+                        study.enqueue_trial(params, _pushed(trial.params, params), skip_if_exists=True)
+                elif not record.feasible and (back := step_back(trial.params, trial.user_attrs, registry)):
+                    study.enqueue_trial(*back, skip_if_exists=True)
                 if on_trial is not None:
                     on_trial(record)
             fraction = _progress(settings, done_count(), time.monotonic() - started)
@@ -339,6 +341,40 @@ def refinements(
         current = params.get("coding", "none")
         found += [kept | {"coding": c} for c in options.get("coding", []) if c not in ("none", current)]
     return found
+
+
+MAX_STEP_BACKS = 2  # a push that breaks the goal is retried halfway back, then halfway again
+
+
+def _pushed(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:
+    """The user attrs that mark a refinement as one shrinking parameter pushed (see :func:`step_back`)."""
+    changed = [k for k in after if k in before and after[k] != before[k]]
+    if len(changed) != 1 or len(after) != len(before) or changed[0].split(" ")[0] in STAGES:
+        return None
+    return {"pushed": {"key": changed[0], "from": before[changed[0]], "backs": 0}}
+
+
+def step_back(
+    params: dict[str, Any], user_attrs: dict[str, Any], registry: PluginRegistry | None = None
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """A pushed trial that broke the goal, asked again halfway back towards where it was pushed from (params
+    and user attrs to enqueue), as accuracy-aware compression halves its step; None for any other trial."""
+    from workbench.plugin import discover_plugins
+    from workbench.tuning.space import plugin_dimensions
+
+    pushed = user_attrs.get("pushed")
+    if not isinstance(pushed, dict) or pushed.get("backs", MAX_STEP_BACKS) >= MAX_STEP_BACKS:
+        return None
+    key = str(pushed.get("key"))
+    plugin, _, name = key.partition(".")
+    registry = registry or discover_plugins()
+    if key not in params or plugin not in registry.plugins:
+        return None
+    dimension = next((d for d in plugin_dimensions(registry.get(plugin)) if d.name == name), None)
+    middle = dimension.between(pushed["from"], params[key]) if dimension is not None else None
+    if middle is None:
+        return None
+    return params | {key: middle}, {"pushed": pushed | {"backs": pushed["backs"] + 1}}
 
 
 def _tell(study: Any, trial: Any, chain: list[Step], result: dict[str, Any], goal: Goal) -> TrialRecord:
