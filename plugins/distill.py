@@ -41,7 +41,11 @@ class DistillParams(PluginParams):
         0.5, ge=0.1, le=1.0, description="student width multiplier", json_schema_extra={"shrinks": "down"}
     )
     epochs: int = Field(
-        8, ge=1, le=100, description="passes over the training data", json_schema_extra={"search": [2, 12]}
+        8,
+        ge=1,
+        le=100,
+        description="passes over the training data",
+        json_schema_extra={"search": [2, 12], "recovers": "up"},
     )
     temperature: float = Field(4.0, ge=1.0, le=20.0, description="softening of the teacher's outputs")
     alpha: float = Field(0.7, ge=0.0, le=1.0, description="weight of the teacher's soft labels vs. the true labels")

@@ -47,7 +47,7 @@ class MagnitudePruneParams(PluginParams):
         ge=1,
         le=20,
         description="reach the target in this many steps (torch models; with fine-tuning)",
-        json_schema_extra={"search": [1, 8]},
+        json_schema_extra={"search": [1, 8], "recovers": "up"},
     )
     schedule: Literal["linear", "cubic"] = Field(
         "linear",
@@ -59,10 +59,14 @@ class MagnitudePruneParams(PluginParams):
         ge=0,
         le=20,
         description="epochs of fine-tuning on labelled data after each step (torch models); pruned weights stay zero",
-        json_schema_extra={"search": [0, 3]},
+        json_schema_extra={"search": [0, 3], "recovers": "up"},
     )
     final_fine_tune_epochs: int = Field(
-        0, ge=0, le=50, description="extra epochs after the last step", json_schema_extra={"search": [0, 12]}
+        0,
+        ge=0,
+        le=50,
+        description="extra epochs after the last step",
+        json_schema_extra={"search": [0, 12], "recovers": "up"},
     )
     fine_tune_lr: float = Field(
         5e-4,
@@ -75,7 +79,9 @@ class MagnitudePruneParams(PluginParams):
         64, description="fine-tuning batch size", json_schema_extra={"tune": False}
     )
     distill: bool = Field(
-        False, description="fine-tune towards the unpruned model's outputs as well as the labels (distillation)"
+        False,
+        description="fine-tune towards the unpruned model's outputs as well as the labels (distillation)",
+        json_schema_extra={"recovers": "up"},
     )
     overrides: dict[str, float] = Field(
         default_factory=dict,

@@ -25,7 +25,7 @@ class QatParams(PluginParams):
         ge=1,
         le=50,
         description="fine-tuning epochs with fake-quantized weights",
-        json_schema_extra={"search": [1, 4]},
+        json_schema_extra={"search": [1, 4], "recovers": "up"},
     )
     learning_rate: float = Field(0.0005, ge=1e-6, le=0.05, description="peak learning rate")
     calibration_samples: int = Field(

@@ -47,7 +47,7 @@ class WeightSharingParams(PluginParams):
         ge=0,
         le=50,
         description="epochs fine-tuning the codebook entries on labelled data (torch models)",
-        json_schema_extra={"search": [0, 3]},
+        json_schema_extra={"search": [0, 3], "recovers": "up"},
     )
     fine_tune_lr: float = Field(
         1e-3,

@@ -339,3 +339,66 @@ def test_a_push_that_breaks_the_goal_is_asked_again_halfway_back():
     bits = {"coding alone": "low_bit_weights", "low_bit_weights.bits": 2}
     assert step_back(bits, _pushed(bits | {"low_bit_weights.bits": 4}, bits)) is None  # no choice between
     assert step_back(best, {}) is None  # a trial that was not pushed is left to the sampler
+
+
+def test_a_push_that_loses_too_much_accuracy_is_asked_again_with_more_fine_tuning():
+    from workbench.tuning.study import MAX_RECOVERIES, _pushed, recover, step_back
+    from workbench.tuning.trial import Constraint, Outcome
+
+    def broke(*names: str) -> Outcome:
+        limits = {
+            n: Constraint(value=0.2 if n in names else -0.1, detail=n, source="measured")
+            for n in ("accuracy", "storage", "latency")
+        }
+        return Outcome(
+            variant_id="v",
+            chain=[],
+            download_ratio=1 / 32,
+            latency_ratio=1.0,
+            quality=0.95,
+            quality_name="accuracy (top1)",
+            drop_points=0.5,
+            constraints=limits,
+            seconds=1.0,
+        )
+
+    best = {
+        "structure": "magnitude_prune",
+        "magnitude_prune.sparsity": 0.909,
+        "magnitude_prune.iterations": 8,
+        "magnitude_prune.fine_tune_epochs": 1,
+        "magnitude_prune.final_fine_tune_epochs": 4,
+        "magnitude_prune.fine_tune_lr": 0.002,
+        "magnitude_prune.distill": False,
+        "coding": "weight_sharing",
+        "weight_sharing.clusters": 14,
+        "weight_sharing.fine_tune_epochs": 0,
+    }
+    pushed = best | {"magnitude_prune.sparsity": 0.9445}
+    attrs = _pushed(best, pushed)
+    params, again = recover(pushed, attrs, broke("accuracy"))
+    # every training budget of the chain halfway on to its search end, and nothing that shapes the model
+    assert params == pushed | {
+        "magnitude_prune.fine_tune_epochs": 2,
+        "magnitude_prune.final_fine_tune_epochs": 8,
+        "magnitude_prune.distill": True,
+        "weight_sharing.fine_tune_epochs": 2,
+    }
+    assert again == attrs | {"recoveries": 1}
+    back, back_attrs = step_back(params, again)  # still too costly: a smaller push keeps the extra training
+    assert back["magnitude_prune.final_fine_tune_epochs"] == 8 and back_attrs["recoveries"] == 1
+    while again["recoveries"] < MAX_RECOVERIES:
+        params, again = recover(params, again, broke("accuracy"))
+    assert params["magnitude_prune.final_fine_tune_epochs"] == 10  # 4 -> 8 -> 10 of [0, 12]
+    assert recover(params, again, broke("accuracy")) is None  # recovered twice: the sampler takes it from there
+    assert recover(pushed, attrs, broke("accuracy", "latency")) is None  # training does not buy latency back
+    assert recover(pushed, attrs, broke()) is None  # nothing broken
+    assert recover(best, {}, broke("accuracy")) is None  # a trial that was not pushed is left to the sampler
+    at_ends = {k: v for k, v in pushed.items() if not k.startswith("weight_sharing")} | {"coding": "none"}
+    at_ends |= {
+        "magnitude_prune.iterations": 8,
+        "magnitude_prune.fine_tune_epochs": 3,
+        "magnitude_prune.final_fine_tune_epochs": 12,
+        "magnitude_prune.distill": True,
+    }
+    assert recover(at_ends, attrs, broke("accuracy")) is None  # nothing left to spend

@@ -5,7 +5,8 @@ A field may narrow what the tuner tries without narrowing what a user may set, w
 ``json_schema_extra={"search": [low, high]}`` (or a list of choices), or leave the search with
 ``{"tune": False}``; Olive's ``search_defaults`` play the same part. ``{"shrinks": "up"}`` (or "down")
 says which way the field makes the model smaller (sparsity up, clusters down): the tuner pushes a new best
-along it. Lists and dicts (per-layer overrides,
+along it. ``{"recovers": "up"}`` says which way it buys accuracy back at a cost in time (fine-tuning epochs,
+pruning steps): the tuner spends more of it when a push loses too much. Lists and dicts (per-layer overrides,
 exclusions) are never searched: they name layers of one model.
 """
 
@@ -35,23 +36,33 @@ class Dimension:
     log: bool = False
     choices: tuple[Any, ...] = ()
     shrinks: Literal["up", "down"] | None = None  # which way the model gets smaller, where the plugin says
+    recovers: Literal["up", "down"] | None = None  # which way more time buys accuracy back (training epochs)
 
     def pushed(self, value: Any) -> Any:
         """``value`` moved towards the smaller model: halfway to the search range's end (to the next choice
         for choices), or None at the end already. After a new best, the tuner asks for it next (see
         :func:`workbench.tuning.study.refinements`), as accuracy-aware compression steps its rate."""
-        if self.shrinks is None:
+        return self._towards(value, self.shrinks)
+
+    def recovered(self, value: Any) -> Any:
+        """``value`` moved towards more accuracy for more time (more fine-tuning epochs), halfway as
+        :meth:`pushed` moves, or None: where a push that lost too much is asked again (see
+        :func:`workbench.tuning.study.recover`), as accuracy-aware training extends its fine-tuning."""
+        return self._towards(value, self.recovers)
+
+    def _towards(self, value: Any, way: Literal["up", "down"] | None) -> Any:
+        if way is None:
             return None
         if self.kind == "categorical":
-            ordered = sorted(self.choices) if self.shrinks == "up" else sorted(self.choices, reverse=True)
-            later = [c for c in ordered if (c > value if self.shrinks == "up" else c < value)]
+            ordered = sorted(self.choices) if way == "up" else sorted(self.choices, reverse=True)
+            later = [c for c in ordered if (c > value if way == "up" else c < value)]
             return later[0] if later else None
-        end = self.high if self.shrinks == "up" else self.low
+        end = self.high if way == "up" else self.low
         assert end is not None
         # halfway on the scale the sampler uses: geometric for log-scaled fields
         moved = math.sqrt(value * end) if self.log and end > 0 and value > 0 else value + (end - value) / 2
         if self.kind == "int":
-            moved = int(math.floor(moved) if self.shrinks == "down" else math.ceil(moved))
+            moved = int(math.floor(moved) if way == "down" else math.ceil(moved))
         return None if moved == value else moved
 
     def between(self, a: Any, b: Any) -> Any:
@@ -88,8 +99,8 @@ def plugin_dimensions(plugin: Plugin) -> list[Dimension]:
             continue
         dimension = _dimension(name, field.annotation, field.metadata, extra.get("search"))
         if dimension is not None:
-            shrinks = extra.get("shrinks")
-            found.append(replace(dimension, shrinks=shrinks) if shrinks in ("up", "down") else dimension)
+            ways = {key: extra[key] for key in ("shrinks", "recovers") if extra.get(key) in ("up", "down")}
+            found.append(replace(dimension, **ways))
     return found
 
 

@@ -290,8 +290,12 @@ def _tune(
                     best = record
                     for params in refinements(trial.params, options, registry):
                         study.enqueue_trial(params, _pushed(trial.params, params), skip_if_exists=True)
-                elif not record.feasible and (back := step_back(trial.params, trial.user_attrs, registry)):
-                    study.enqueue_trial(*back, skip_if_exists=True)
+                elif not record.feasible:
+                    # more training for what the push lost first, then a smaller push
+                    recovered = recover(trial.params, trial.user_attrs, record.outcome, registry)
+                    for again in (recovered, step_back(trial.params, trial.user_attrs, registry)):
+                        if again is not None:
+                            study.enqueue_trial(*again, skip_if_exists=True)
                 if on_trial is not None:
                     on_trial(record)
             fraction = _progress(settings, done_count(), time.monotonic() - started)
@@ -328,8 +332,7 @@ def refinements(
 
     registry = registry or discover_plugins()
     found = []
-    chosen = [v for k, v in params.items() if k.split(" ")[0] in STAGES and v != "none" and v in registry.plugins]
-    for plugin in chosen:
+    for plugin in _chosen(params, registry):
         for dimension in plugin_dimensions(registry.get(plugin)):
             key = f"{plugin}.{dimension.name}"
             pushed = dimension.pushed(params[key]) if key in params else None
@@ -344,6 +347,8 @@ def refinements(
 
 
 MAX_STEP_BACKS = 2  # a push that breaks the goal is retried halfway back, then halfway again
+MAX_RECOVERIES = 2  # and with more fine-tuning, then more again
+QUALITY_LIMITS = frozenset({"accuracy", "agreement"})  # the constraints more training can mend
 
 
 def _pushed(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:
@@ -374,7 +379,47 @@ def step_back(
     middle = dimension.between(pushed["from"], params[key]) if dimension is not None else None
     if middle is None:
         return None
-    return params | {key: middle}, {"pushed": pushed | {"backs": pushed["backs"] + 1}}
+    return params | {key: middle}, _marks(user_attrs) | {"pushed": pushed | {"backs": pushed["backs"] + 1}}
+
+
+def recover(
+    params: dict[str, Any], user_attrs: dict[str, Any], outcome: Outcome | None, registry: PluginRegistry | None = None
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """A pushed trial that lost more accuracy than the goal allows (and broke nothing else), asked again with
+    every parameter of its chain that buys accuracy back with time moved halfway on (more fine-tuning
+    epochs, more pruning steps, distillation on: :meth:`Dimension.recovered`), as accuracy-aware training
+    extends its fine-tuning where a compression rate costs too much. Params and user attrs to enqueue, or
+    None (not a push, broke something training cannot mend, recovered twice, or nothing left to spend)."""
+    from workbench.plugin import discover_plugins
+    from workbench.tuning.space import plugin_dimensions
+
+    recoveries = int(user_attrs.get("recoveries", 0))
+    if not isinstance(user_attrs.get("pushed"), dict) or recoveries >= MAX_RECOVERIES or outcome is None:
+        return None
+    broken = {name for name, c in outcome.constraints.items() if c.value > 0}
+    if not broken or not broken <= QUALITY_LIMITS:
+        return None
+    registry = registry or discover_plugins()
+    moved = {}
+    for plugin in _chosen(params, registry):
+        for dimension in plugin_dimensions(registry.get(plugin)):
+            key = f"{plugin}.{dimension.name}"
+            more = dimension.recovered(params[key]) if key in params else None
+            if more is not None:
+                moved[key] = more
+    if not moved:
+        return None
+    return params | moved, _marks(user_attrs) | {"recoveries": recoveries + 1}
+
+
+def _marks(user_attrs: dict[str, Any]) -> dict[str, Any]:
+    """The user attrs a trial asked again passes on: how it was pushed, and how often recovered."""
+    return {k: v for k, v in user_attrs.items() if k in ("pushed", "recoveries")}
+
+
+def _chosen(params: dict[str, Any], registry: PluginRegistry) -> list[str]:
+    """The plugins a trial's chain runs, from its stage parameters."""
+    return [v for k, v in params.items() if k.split(" ")[0] in STAGES and v != "none" and v in registry.plugins]
 
 
 def _tell(study: Any, trial: Any, chain: list[Step], result: dict[str, Any], goal: Goal) -> TrialRecord:

@@ -255,28 +255,16 @@ def _constraints(
             source="estimated",
         )
     storage, ram = plan.budgets[0], plan.budgets[1]
-    if shipped is not None:
-        found["storage"] = Constraint(
-            value=shipped.bytes / storage.limit - 1,
-            detail=f"{shipped.file} {shipped.bytes:,} B of {storage.limit:,} B",
-            source="measured",
-        )
-    else:
-        found["storage"] = Constraint(
-            value=storage.used / storage.limit - 1,
-            detail=f"{storage.label} {storage.used:,} B of {storage.limit:,} B (planned)",
-            source="estimated",
-        )
-    if shipped is not None and shipped.arena_bytes is not None:
-        found["RAM"] = Constraint(
-            value=shipped.arena_bytes / ram.limit - 1,
-            detail=f"TFLM tensor arena {shipped.arena_bytes:,} B of {ram.limit:,} B",
-            source="measured",
-        )
-    else:
-        found["RAM"] = Constraint(
-            value=ram.used / ram.limit - 1, detail=f"{ram.label} {ram.used:,} B of {ram.limit:,} B", source="estimated"
-        )
+    found["storage"] = (
+        _within(storage.limit, shipped.bytes, shipped.file, "measured")
+        if shipped is not None
+        else _within(storage.limit, storage.used, storage.label, "estimated", " (planned)")
+    )
+    found["RAM"] = (
+        _within(ram.limit, shipped.arena_bytes, "TFLM tensor arena", "measured")
+        if shipped is not None and shipped.arena_bytes is not None
+        else _within(ram.limit, ram.used, ram.label, "estimated")
+    )
     others = [r for r in plan.refusals if "storage" not in r and "RAM" not in r]
     converted = plan.ok  # else the plan refused it and nothing was converted
     if converted and refusal:
@@ -287,6 +275,11 @@ def _constraints(
         source="measured" if converted else "estimated",
     )
     return found
+
+
+def _within(limit: int, used: int, what: str, source: Literal["measured", "estimated"], note: str = "") -> Constraint:
+    """A byte budget: ``used`` of ``limit``, met at or under it."""
+    return Constraint(value=used / limit - 1, detail=f"{what} {used:,} B of {limit:,} B{note}", source=source)
 
 
 def measure_root(project: Any, task: Any) -> None:
