@@ -279,24 +279,33 @@ def test_the_sampler_counts_quality_only_up_to_the_goals_floor():
 def test_a_new_best_is_pushed_further_and_tried_with_every_other_coding_step(project):
     from workbench.tuning.study import refinements
 
-    settings = TuneSettings(
-        goal=Goal(device="phone", max_drop=100.0, plugins=["magnitude_prune", "quantize_fp16", "quantize_int8"]),
-        trials=4,
-        sampler="random",
-    )
-    study = open_study(project.folder, settings)
-    study.enqueue_trial({"structure": "magnitude_prune", "magnitude_prune.sparsity": 0.6, "coding": "none"})
-    del study
-    result = tune(project, settings)
-    first, pushed, *others = result.records
+    def search(first: dict, trials: int, max_drop: float) -> list:
+        plugins = ["magnitude_prune", "quantize_fp16", "low_bit_weights"]  # codings that take any model
+        settings = TuneSettings(
+            goal=Goal(device="phone", max_drop=max_drop, plugins=plugins), trials=trials, sampler="random"
+        )
+        study = open_study(project.folder, settings)
+        study.enqueue_trial({"structure": "magnitude_prune", "coding": "none"} | first)
+        del study
+        return tune(project, settings).records
+
+    first, pushed = search({"magnitude_prune.sparsity": 0.6}, trials=2, max_drop=100.0)
     assert [s.plugin for s in first.chain] == ["magnitude_prune"] and first.feasible
     # the new best's sparsity, halfway on to the search range's end; every other parameter as it was
     assert pushed.chain[0].params == first.chain[0].params | {"sparsity": pytest.approx(0.6 + (0.98 - 0.6) / 2)}
     assert len(pushed.chain) == 1 and pushed.outcome.download_ratio < first.outcome.download_ratio
-    assert {r.chain[-1].plugin for r in others} == {"quantize_fp16", "quantize_int8"}
-    assert all(r.chain[0] == first.chain[0] for r in others)  # the same pruning: the stored variant, reused
-    # the root, two prunings, and the codings of the first that ran (none stored the first pruning again)
-    assert len(project.variants()) == 3 + sum(r.state == "complete" for r in others)
+
+    # at the range's end already: nothing to push, so the same pruning under each other coding step, taking
+    # turns with the sampler (records come in the order the trials were asked)
+    first, coded, sampled, coded_again = sorted(
+        search({"magnitude_prune.sparsity": 0.98}, trials=4, max_drop=99.0), key=lambda r: r.number
+    )
+    assert {coded.chain[-1].plugin, coded_again.chain[-1].plugin} == {"quantize_fp16", "low_bit_weights"}
+    assert coded.chain[0] == coded_again.chain[0] == first.chain[0]
+    assert not (len(sampled.chain) == 2 and sampled.chain[0] == first.chain[0])  # the sampler's own turn
+    for record in (coded, coded_again):  # the same pruning: the stored variant, reused
+        assert record.outcome is not None, record.error
+        assert project.get(record.outcome.variant_id).parent_id == first.outcome.variant_id
     assert refinements({"coding alone": "quantize_int8"}, {"coding": ["none", "quantize_fp16"]}) == []
     bits = refinements({"coding alone": "low_bit_weights", "low_bit_weights.bits": 4}, {"coding": []})
     assert bits == [{"coding alone": "low_bit_weights", "low_bit_weights.bits": 2}]
@@ -345,9 +354,9 @@ def test_a_push_that_loses_too_much_accuracy_is_asked_again_with_more_fine_tunin
     from workbench.tuning.study import MAX_RECOVERIES, _pushed, recover, step_back
     from workbench.tuning.trial import Constraint, Outcome
 
-    def broke(*names: str) -> Outcome:
+    def broke(*names: str, short: float = 0.2) -> Outcome:
         limits = {
-            n: Constraint(value=0.2 if n in names else -0.1, detail=n, source="measured")
+            n: Constraint(value=short if n in names else -0.1, detail=n, source="measured")
             for n in ("accuracy", "storage", "latency")
         }
         return Outcome(
@@ -393,7 +402,9 @@ def test_a_push_that_loses_too_much_accuracy_is_asked_again_with_more_fine_tunin
     assert recover(params, again, broke("accuracy")) is None  # recovered twice: the sampler takes it from there
     assert recover(pushed, attrs, broke("accuracy", "latency")) is None  # training does not buy latency back
     assert recover(pushed, attrs, broke()) is None  # nothing broken
-    assert recover(best, {}, broke("accuracy")) is None  # a trial that was not pushed is left to the sampler
+    assert recover(pushed, attrs, broke("accuracy", short=5.0)) is None  # training buys back a point or two
+    sampled, sampled_attrs = recover(best, {}, broke("accuracy"))  # not a push: recovered too, never stepped back
+    assert sampled_attrs == {"recoveries": 1} and step_back(sampled, sampled_attrs) is None
     at_ends = {k: v for k, v in pushed.items() if not k.startswith("weight_sharing")} | {"coding": "none"}
     at_ends |= {
         "magnitude_prune.iterations": 8,
@@ -402,3 +413,30 @@ def test_a_push_that_loses_too_much_accuracy_is_asked_again_with_more_fine_tunin
         "magnitude_prune.distill": True,
     }
     assert recover(at_ends, attrs, broke("accuracy")) is None  # nothing left to spend
+
+
+def test_the_tuners_own_trials_take_turns_with_the_sampler_newest_first():
+    import optuna
+
+    from workbench.tuning.study import Ahead
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+
+    def asked(ahead: Ahead) -> float:
+        trial = ahead.ask(study)
+        x = trial.suggest_float("x", 0.0, 1.0)
+        ahead.proposed(trial.params)
+        study.tell(trial, x)
+        return x
+
+    ahead = Ahead(study)
+    ahead.add([({"x": 0.1}, {}), ({"x": 0.2}, {})])
+    assert asked(ahead) == 0.1  # queued in order: the first on top
+    assert asked(ahead) not in (0.1, 0.2)  # the sampler's turn
+    ahead.add([({"x": 0.3}, {}), ({"x": 0.1}, {})])  # 0.1 was asked already: not again
+    assert asked(ahead) == 0.3  # what followed last comes first
+    asked(ahead)
+    assert asked(ahead) == 0.2
+    asked(ahead)
+    assert 0.1 not in {asked(ahead) for _ in range(3)}  # nothing left: the sampler every time
+    assert Ahead(study).waiting == []  # a new run starts from the sampler

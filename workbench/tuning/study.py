@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from hashlib import sha256
 from pathlib import Path
@@ -245,6 +245,7 @@ def _tune(
     durations: list[float] = []
     options = stage_options(settings.goal, registry, torch_lineage)
     best = summarize(study).best
+    ahead = Ahead(study)
     stopped = "interrupted"  # what the trials in flight are told if anything ends the run early
     goal = settings.goal.model_dump(mode="json")
 
@@ -263,7 +264,7 @@ def _tune(
             while workers.running() < workers.capacity and time_left:
                 if settings.trials is not None and done_count() + len(in_flight) >= settings.trials:
                     break
-                trial = study.ask()
+                trial = ahead.ask(study)
                 try:
                     chain = propose_chain(trial, settings.goal, registry, torch_lineage)
                 except Exception as exc:  # known to fail (or not proposable): said so at once, no worker's time
@@ -272,6 +273,7 @@ def _tune(
                     if on_trial is not None:
                         on_trial(record)
                     continue
+                ahead.proposed(trial.params)
                 trial.set_user_attr("chain", [s.model_dump(mode="json") for s in chain])
                 in_flight[trial.number] = (trial, chain)
                 workers.submit(trial.number, str(project.folder), [s.model_dump(mode="json") for s in chain], goal)
@@ -288,14 +290,16 @@ def _tune(
                     durations.append(record.outcome.seconds)
                 if record.feasible and (best is None or best_key(record) < best_key(best)):
                     best = record
-                    for params in refinements(trial.params, options, registry):
-                        study.enqueue_trial(params, _pushed(trial.params, params), skip_if_exists=True)
-                elif not record.feasible:
-                    # more training for what the push lost first, then a smaller push
-                    recovered = recover(trial.params, trial.user_attrs, record.outcome, registry)
-                    for again in (recovered, step_back(trial.params, trial.user_attrs, registry)):
-                        if again is not None:
-                            study.enqueue_trial(*again, skip_if_exists=True)
+                    ahead.add(
+                        (params, _pushed(trial.params, params) or {})
+                        for params in refinements(trial.params, options, registry)
+                    )
+                elif not record.feasible and _smaller(record, best):
+                    # smaller than the best but over a limit: more training first, then (a push) a smaller step
+                    recovered = (  # fine-tuning needs the model's torch lineage; an ONNX graph ignores it
+                        recover(trial.params, trial.user_attrs, record.outcome, registry) if torch_lineage else None
+                    )
+                    ahead.add(a for a in (recovered, step_back(trial.params, trial.user_attrs, registry)) if a)
                 if on_trial is not None:
                     on_trial(record)
             fraction = _progress(settings, done_count(), time.monotonic() - started)
@@ -313,6 +317,49 @@ def _tune(
             if on_trial is not None:
                 on_trial(TrialRecord(number, "failed", chain, error=stopped))
     return summarize(study, stopped, time.monotonic() - started)
+
+
+class Ahead:
+    """The trials the tuner asks for itself (:func:`refinements`, :func:`recover`, :func:`step_back`), newest
+    first, taking turns with the sampler. Without turns a search that finds a good chain early spends its
+    whole budget refining it and the sampler never explores (a LeNet-5 search never tried distillation);
+    newest first, because what follows a newer best supersedes what followed an older one. They live in this
+    run only: a resumed run starts from the sampler."""
+
+    def __init__(self, study: Any) -> None:
+        self.waiting: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        self.asked = {_signature(t.params) for t in study.get_trials(deepcopy=False)}
+        self.turn = True
+
+    def add(self, found: Iterable[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+        self.waiting += reversed([f for f in found if _signature(f[0]) not in self.asked])  # the first on top
+
+    def ask(self, study: Any) -> Any:
+        while self.waiting and self.turn and _signature(self.waiting[-1][0]) in self.asked:
+            self.waiting.pop()  # asked since it was queued
+        if self.waiting and self.turn:
+            params, attrs = self.waiting.pop()
+            study.enqueue_trial(params, attrs)
+            self.asked.add(_signature(params))
+            self.turn = False
+        else:
+            self.turn = True
+        return study.ask()
+
+    def proposed(self, params: dict[str, Any]) -> None:
+        """A trial's parameters once its chain is proposed (the sampler's are known only then)."""
+        self.asked.add(_signature(params))
+
+
+def _smaller(record: TrialRecord, best: TrialRecord | None) -> bool:
+    """Whether the trial downloads less than the best so far: only then is asking it again worth a trial."""
+    if record.outcome is None:
+        return False
+    return best is None or best.outcome is None or record.outcome.download_ratio < best.outcome.download_ratio
+
+
+def _signature(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
 
 
 def refinements(
@@ -349,6 +396,7 @@ def refinements(
 MAX_STEP_BACKS = 2  # a push that breaks the goal is retried halfway back, then halfway again
 MAX_RECOVERIES = 2  # and with more fine-tuning, then more again
 QUALITY_LIMITS = frozenset({"accuracy", "agreement"})  # the constraints more training can mend
+RECOVERABLE_POINTS = 2.0  # more training buys back a point or two, not tens
 
 
 def _pushed(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any] | None:
@@ -385,19 +433,23 @@ def step_back(
 def recover(
     params: dict[str, Any], user_attrs: dict[str, Any], outcome: Outcome | None, registry: PluginRegistry | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """A pushed trial that lost more accuracy than the goal allows (and broke nothing else), asked again with
-    every parameter of its chain that buys accuracy back with time moved halfway on (more fine-tuning
-    epochs, more pruning steps, distillation on: :meth:`Dimension.recovered`), as accuracy-aware training
-    extends its fine-tuning where a compression rate costs too much. Params and user attrs to enqueue, or
-    None (not a push, broke something training cannot mend, recovered twice, or nothing left to spend)."""
+    """A trial that lost at most :data:`RECOVERABLE_POINTS` more accuracy (or agreement) than the goal allows
+    and broke nothing else, asked again with every parameter of its chain that buys accuracy back with time
+    moved halfway on (more fine-tuning epochs, more pruning steps, distillation on:
+    :meth:`Dimension.recovered`), as accuracy-aware training extends its fine-tuning where a compression rate
+    costs too much. The tuner asks this of trials smaller than its best. Params and user attrs to enqueue, or
+    None (broke something training cannot mend, lost too much, recovered twice, or nothing left to spend)."""
     from workbench.plugin import discover_plugins
     from workbench.tuning.space import plugin_dimensions
 
     recoveries = int(user_attrs.get("recoveries", 0))
-    if not isinstance(user_attrs.get("pushed"), dict) or recoveries >= MAX_RECOVERIES or outcome is None:
+    if recoveries >= MAX_RECOVERIES or outcome is None:
         return None
-    broken = {name for name, c in outcome.constraints.items() if c.value > 0}
-    if not broken or not broken <= QUALITY_LIMITS:
+    broken = {name: c.value for name, c in outcome.constraints.items() if c.value > 0}
+    if not broken or not set(broken) <= QUALITY_LIMITS:
+        return None
+    short = max(value * 100 if name == "agreement" else value for name, value in broken.items())  # in points
+    if short > RECOVERABLE_POINTS:
         return None
     registry = registry or discover_plugins()
     moved = {}
